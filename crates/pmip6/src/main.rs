@@ -1,0 +1,2 @@
+//! The `pmip6` command.
+fn main() {}
