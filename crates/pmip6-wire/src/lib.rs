@@ -26,8 +26,11 @@ pub mod codepoint;
 pub mod error;
 pub mod flow;
 pub mod message;
+pub mod nd;
 pub mod option;
 pub mod selector;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategy;
 pub mod timestamp;
 
 pub use codepoint::*;

@@ -241,11 +241,8 @@ fn checked_len(flags: u16, pairs: &[(usize, &'static str)], offset: usize) -> Re
 
 /// The flags word at the head of `data`, and the reader positioned after it, once the whole
 /// body has been checked against the flags.
-fn open(data: &[u8], offset: usize, pairs: &[(usize, &'static str)]) -> Result<(u16, Reader<'_>)> {
-    let truncated_flags = Error::new(
-        ErrorKind::Truncated { needed: FLAGS_LEN, available: data.len() },
-        offset,
-    );
+fn open<'a>(data: &'a [u8], offset: usize, pairs: &[(usize, &'static str)]) -> Result<(u16, Reader<'a>)> {
+    let truncated_flags = Error::new(ErrorKind::Truncated { needed: FLAGS_LEN, available: data.len() }, offset);
     let flags = data.get(..2).and_then(u16::read).ok_or(truncated_flags)?;
     if data.len() < FLAGS_LEN {
         return Err(truncated_flags);
@@ -255,10 +252,7 @@ fn open(data: &[u8], offset: usize, pairs: &[(usize, &'static str)]) -> Result<(
         return Err(Error::new(ErrorKind::Truncated { needed, available: data.len() }, offset));
     }
     if data.len() > needed {
-        return Err(Error::new(
-            ErrorKind::TrailingData { declared: needed, available: data.len() },
-            offset + needed,
-        ));
+        return Err(Error::new(ErrorKind::TrailingData { declared: needed, available: data.len() }, offset + needed));
     }
     let truncated = Error::new(ErrorKind::Truncated { needed, available: data.len() }, offset);
     Ok((flags, Reader { data, pos: FLAGS_LEN, truncated }))
@@ -266,9 +260,8 @@ fn open(data: &[u8], offset: usize, pairs: &[(usize, &'static str)]) -> Result<(
 
 /// Writes the flags word and the reserved bits after it.
 fn write_flags(flags: u16, buf: &mut [u8]) -> core::result::Result<(), EmitError> {
-    let out = buf
-        .get_mut(..FLAGS_LEN)
-        .ok_or(EmitError::BufferTooSmall { needed: FLAGS_LEN, available: buf.len() })?;
+    let available = buf.len();
+    let out = buf.get_mut(..FLAGS_LEN).ok_or(EmitError::BufferTooSmall { needed: FLAGS_LEN, available })?;
     let [hi, lo] = flags.to_be_bytes();
     out.copy_from_slice(&[hi, lo, 0, 0]);
     Ok(())
@@ -806,17 +799,15 @@ pub mod strategy {
             option::of(range(any::<u8>())),
         )
             .prop_map(
-                |(src_addr, dst_addr, spi, flow_label, src_port, dst_port, traffic_class, next_header)| {
-                    Ipv6Selector {
-                        src_addr,
-                        dst_addr,
-                        spi,
-                        flow_label,
-                        src_port,
-                        dst_port,
-                        traffic_class,
-                        next_header,
-                    }
+                |(src_addr, dst_addr, spi, flow_label, src_port, dst_port, traffic_class, next_header)| Ipv6Selector {
+                    src_addr,
+                    dst_addr,
+                    spi,
+                    flow_label,
+                    src_port,
+                    dst_port,
+                    traffic_class,
+                    next_header,
                 },
             )
     }
@@ -866,9 +857,13 @@ mod tests {
     const DST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
     const SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10);
 
+    /// Emits into a larger buffer and checks nothing past `buffer_len()` was touched.
     fn emitted(ts: &TrafficSelector) -> Vec<u8> {
-        let mut buf = vec![0xee; ts.buffer_len()];
+        let len = ts.buffer_len();
+        let mut buf = vec![0xee; len + 8];
         ts.emit(&mut buf).expect("emit");
+        assert!(buf[len..].iter().all(|&b| b == 0xee), "emit wrote past buffer_len()");
+        buf.truncate(len);
         buf
     }
 
@@ -939,10 +934,7 @@ mod tests {
 
     #[test]
     fn ipv6_flow_label_over_24_bits_is_not_emitted() {
-        let s = Ipv6Selector {
-            flow_label: Some(FieldRange::new(1, FLOW_LABEL_MAX + 1)),
-            ..Ipv6Selector::default()
-        };
+        let s = Ipv6Selector { flow_label: Some(FieldRange::new(1, FLOW_LABEL_MAX + 1)), ..Ipv6Selector::default() };
         let mut buf = [0u8; 12];
         assert_eq!(s.emit(&mut buf), Err(EmitError::InvalidField { field: "flow label" }));
     }
@@ -963,8 +955,8 @@ mod tests {
 
     #[test]
     fn ipv4_parse_and_emit() {
-        // RFC 6088 §3.1: A (0x8000), C|D (0x3000), E (0x0800), I (0x0020), M (0x0002).
-        let mut v = vec![0xb8, 0x22, 0x00, 0x00];
+        // RFC 6088 §3.1: A (0x8000), C|D (0x3000), E (0x0800), I (0x0080), M (0x0008).
+        let mut v = vec![0xb8, 0x88, 0x00, 0x00];
         v.extend_from_slice(&[192, 0, 2, 1]);
         v.extend_from_slice(&[198, 51, 100, 0, 198, 51, 100, 255]);
         v.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
@@ -1001,7 +993,10 @@ mod tests {
         );
         // IPv4 N (0x0004) without M.
         let err = TrafficSelector::parse(1, &[0x00, 0x04, 0, 0, 6], 7).unwrap_err();
-        assert_eq!(err, Error::new(ErrorKind::InvalidField { field: "End Protocol (N) without Start Protocol (M)" }, 7));
+        assert_eq!(
+            err,
+            Error::new(ErrorKind::InvalidField { field: "End Protocol (N) without Start Protocol (M)" }, 7)
+        );
     }
 
     #[test]
@@ -1066,10 +1061,7 @@ mod tests {
         assert!(!sel.matches(&SixTuple { flow_label: 0, ..tuple }));
         assert!(!sel.matches(&SixTuple { next_header: 17, ..tuple }));
         assert!(!sel.matches(&SixTuple { dst: SRC, ..tuple }));
-        assert_eq!(
-            sel.to_string(),
-            "v6{src=2001:db8:ffff::10 dst=2001:db8::1 fl=0x12345 sport=40000 dport=443 nh=6}"
-        );
+        assert_eq!(sel.to_string(), "v6{src=2001:db8:ffff::10 dst=2001:db8::1 fl=0x12345 sport=40000 dport=443 nh=6}");
 
         // Absent fields are wildcards; ranges include both ends.
         let any = Ipv6Selector::default();
