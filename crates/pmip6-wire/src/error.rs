@@ -105,6 +105,25 @@ pub enum ErrorKind {
     UnexpectedIcmpType(u8),
 }
 
+impl ErrorKind {
+    /// A stable kebab-case name, for logs, metrics labels and machine-readable output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Truncated { .. } => "truncated",
+            ErrorKind::HeaderLenTooShort { .. } => "header-len-too-short",
+            ErrorKind::HeaderLenBeyondBuffer { .. } => "header-len-beyond-buffer",
+            ErrorKind::TrailingData { .. } => "trailing-data",
+            ErrorKind::PayloadProto(_) => "payload-proto",
+            ErrorKind::BadChecksum { .. } => "bad-checksum",
+            ErrorKind::OptionHeaderTruncated => "option-header-truncated",
+            ErrorKind::OptionOverrun { .. } => "option-overrun",
+            ErrorKind::OptionLength { .. } => "option-length",
+            ErrorKind::InvalidField { .. } => "invalid-field",
+            ErrorKind::UnexpectedIcmpType(_) => "unexpected-icmp-type",
+        }
+    }
+}
+
 /// Why a representation could not be emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]

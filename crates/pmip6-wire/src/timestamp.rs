@@ -6,8 +6,15 @@ use core::time::Duration;
 
 /// A PMIPv6 timestamp: `seconds << 16 | fraction`, fraction in units of 1/65536 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Timestamp(pub u64);
+
+/// Serialized as its decimal seconds (`"1700000000.500000"`), as the text form shows it.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 impl Timestamp {
     /// The largest number of seconds the 48-bit field holds.

@@ -1,2 +1,118 @@
 //! The `pmip6` command.
-fn main() {}
+//!
+//! What the binary owns: the command line and the exit status. The work is in the library
+//! (`pmip6::capture`, `pmip6::decode`, `pmip6::demo`).
+//!
+//! - `pmip6 decode FILE [--json] [--muho-type N]`: every Mobility Header (over IPv6, or over
+//!   IPv4/UDP port 5436) and every Router Solicitation/Advertisement in a pcap or pcapng file,
+//!   one record per packet, then a summary line. Exit status 0 when the file was read, even if
+//!   some packets did not decode; 1 when it could not be read (or not to its end).
+//! - `pmip6 demo [--pcap FILE] [--json]`: writes the draft's Figure 4 signalling as a capture,
+//!   decodes it, and shows `tshark`'s one-line view of it when tshark is installed.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pmip6::decode::{self, OutputFormat};
+use pmip6::demo;
+use pmip6_wire::ParseConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "pmip6",
+    version,
+    about = "Proxy Mobile IPv6 with multihoming and flow mobility"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Decode every Mobility Header and Router Solicitation/Advertisement in a capture
+    Decode {
+        /// A pcap or pcapng file
+        file: PathBuf,
+        /// One JSON object per line instead of text
+        #[arg(long)]
+        json: bool,
+        /// Option type of the MuHo option: 18 (experimental, RFC 5096) or an unassigned type 71-255
+        #[arg(long, value_name = "N", default_value_t = ParseConfig::DEFAULT_MUHO_OPTION_TYPE, value_parser = muho_type)]
+        muho_type: u8,
+    },
+    /// Write the draft's Figure 4 signalling as a capture and decode it
+    Demo {
+        /// Where to write the capture
+        #[arg(long, value_name = "FILE", default_value = "target/pmip6-demo.pcap")]
+        pcap: PathBuf,
+        /// Decoded records as JSON lines on standard output (the rest goes to standard error)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn muho_type(text: &str) -> Result<u8, String> {
+    let value: u8 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number from 0 to 255"))?;
+    ParseConfig::with_muho_option_type(value).map(|_| value).ok_or_else(|| {
+        format!("{value} is an assigned mobility option type; MuHo travels as 18 (experimental) or an unassigned type 71-255")
+    })
+}
+
+fn format(json: bool) -> OutputFormat {
+    if json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Text
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Cmd::Decode {
+            file,
+            json,
+            muho_type,
+        } => {
+            let config = ParseConfig::with_muho_option_type(muho_type)
+                .ok_or_else(|| anyhow::anyhow!("invalid MuHo option type {muho_type}"))?;
+            decode::run(&file, &config, format(json), &mut out)?;
+        }
+        Cmd::Demo { pcap, json } => {
+            if json {
+                demo::run(&pcap, OutputFormat::Json, &mut out, &mut std::io::stderr())?;
+            } else {
+                // Text: legend, records and tshark's view share standard output; `out` is
+                // flushed before tshark's lines are written.
+                let mut info = std::io::stdout();
+                demo::run(&pcap, OutputFormat::Text, &mut out, &mut info)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A reader that went away (`| head`) is not a failure.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("pmip6: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

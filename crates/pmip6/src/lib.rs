@@ -1,0 +1,15 @@
+//! The `pmip6` command's library: what the binary does, reusable by tests and by other tools.
+//!
+//! - [`capture`]: pcap/pcapng reading and writing, link layers, the IPv6 extension-header walk
+//!   and the IPv4/UDP (RFC 5844) path to a Mobility Header or Router Solicitation/Advertisement,
+//!   and the builders of Ethernet frames around them.
+//! - [`decode`]: one record per message, as text or JSON lines (`pmip6 decode`).
+//! - [`demo`]: the draft's Figure 4 signalling as a capture, decoded (`pmip6 demo`).
+//!
+//! Message parsing and emitting belong to `pmip6-wire`; this crate owns files, frames and
+//! output.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod decode;
+pub mod demo;
