@@ -54,6 +54,12 @@ fn codec(c: &mut Criterion) {
     group.bench_function("walk PBU options (view, no allocation)", |b| {
         b.iter(|| OptionIter::new(black_box(&pbu_bytes), 12).filter(Result::is_ok).count())
     });
+    group.bench_function("verify PBU checksum", |b| {
+        b.iter(|| pmip6_wire::MhPacket::new_checked(black_box(&pbu_bytes[..])).unwrap().verify_checksum(&mag, &lma))
+    });
+    group.bench_function("parse PBU (checksum not verified)", |b| {
+        b.iter(|| Message::parse(black_box(&pbu_bytes), &config).unwrap())
+    });
     group.bench_function("parse+validate PBU", |b| {
         b.iter(|| Message::parse_checked(black_box(&pbu_bytes), &mag, &lma, &config).unwrap())
     });

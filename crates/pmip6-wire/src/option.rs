@@ -669,22 +669,23 @@ pub fn emit_options(
     start: usize,
     buf: &mut [u8],
 ) -> core::result::Result<usize, EmitError> {
-    let needed = options_len(options, start);
-    if buf.len() < needed {
-        return Err(EmitError::BufferTooSmall { needed, available: buf.len() });
+    // One pass: each write is bounds-checked, so a short buffer fails without a second walk.
+    fn slot(buf: &mut [u8], from: usize, len: usize) -> core::result::Result<&mut [u8], EmitError> {
+        let available = buf.len();
+        buf.get_mut(from..from + len).ok_or(EmitError::BufferTooSmall { needed: from + len, available })
     }
-    let mut at = start;
+    let mut at = 0;
     for option in options {
-        let pad = padding_before(at, option.alignment());
-        emit_padding(&mut buf[at - start..at - start + pad]);
+        let pad = padding_before(start + at, option.alignment());
+        emit_padding(slot(buf, at, pad)?);
         at += pad;
         let len = 2 + option.data_len();
-        option.emit(&mut buf[at - start..at - start + len])?;
+        option.emit(slot(buf, at, len)?)?;
         at += len;
     }
-    let pad = padding_before(at, (8, 0));
-    emit_padding(&mut buf[at - start..at - start + pad]);
-    Ok(needed)
+    let pad = padding_before(start + at, (8, 0));
+    emit_padding(slot(buf, at, pad)?);
+    Ok(at + pad)
 }
 
 impl fmt::Display for MobilityOption {
