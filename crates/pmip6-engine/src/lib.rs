@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod common;
+pub mod lma;
+pub mod mag;
 pub mod timer;
 
 pub use common::{InterfaceId, Intent, Now, Received, Resource, Transmit};
