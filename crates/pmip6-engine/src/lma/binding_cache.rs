@@ -233,6 +233,11 @@ impl Attachment {
         from_nanos(self.attached_at)
     }
 
+    /// When the last PBU of this attachment was accepted: its expiry less the lifetime granted.
+    pub fn registered_at(&self) -> Now {
+        self.expires().saturating_sub(crate::common::lifetime_duration(self.lifetime))
+    }
+
     /// The lifetime granted in the last accepted PBU, in units of 4 s.
     pub fn lifetime_units(&self) -> u16 {
         self.lifetime

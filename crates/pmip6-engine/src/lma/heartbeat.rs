@@ -40,6 +40,8 @@ pub(super) struct Peer {
     unreachable: bool,
     /// The Restart Counter last seen.
     restart_counter: Option<u32>,
+    /// When a response last carried that counter.
+    restart_counter_heard: Option<Now>,
 }
 
 impl Lma {
@@ -129,19 +131,23 @@ impl Lma {
             if let Some(previous) = p.restart_counter
                 && previous != current
             {
-                restarted = Some(previous);
+                restarted = Some((previous, p.restart_counter_heard.unwrap_or(now)));
             }
             p.restart_counter = Some(current);
+            p.restart_counter_heard = Some(now);
         }
         if reachable_again {
             self.events.push_back(LmaEvent::PeerReachable { peer: src });
         }
-        if let (Some(previous), Some(current)) = (restarted, counter) {
+        if let (Some((previous, last_heard)), Some(current)) = (restarted, counter) {
             // RFC 5847 §5.3: the MAG restarted and lost its sessions; the LMA may remove them.
+            // Only those registered while the old counter was still heard: a session accepted
+            // since may already come from the restarted MAG, and removing it would black-hole
+            // the MN without telling anyone.
             let sessions_removed = if self.config.clean_up_on_peer_restart {
                 // Its PBUs still held are stale too.
                 self.drop_holds(now, HeldBy::Mag(src), None);
-                self.remove_peer_sessions(now, src, DeleteReason::PeerRestarted)
+                self.remove_peer_sessions(now, src, DeleteReason::PeerRestarted, Some(last_heard))
             } else {
                 0
             };

@@ -395,12 +395,19 @@ impl Lma {
         self.events.push_back(LmaEvent::AttachmentRemoved { binding: id, proxy_coa: removed.proxy_coa, reason });
     }
 
-    /// Removes every attachment at `peer`: entries with no other attachment are deleted, and
+    /// Removes every attachment at `peer` (only those last registered at or before
+    /// `registered_by`, when given): entries with no other attachment are deleted, and
     /// the other MAGs of each mobile node that lost a session are told. Returns how many
     /// sessions were deleted.
-    fn remove_peer_sessions(&mut self, now: Now, peer: Ipv6Addr, reason: DeleteReason) -> usize {
-        let ids: Vec<BindingId> =
-            self.cache.iter().filter(|b| b.attachments().any(|a| a.proxy_coa == peer)).map(|b| b.id()).collect();
+    fn remove_peer_sessions(
+        &mut self,
+        now: Now,
+        peer: Ipv6Addr,
+        reason: DeleteReason,
+        registered_by: Option<Now>,
+    ) -> usize {
+        let at = |a: &Attachment| a.proxy_coa == peer && registered_by.is_none_or(|t| a.registered_at() <= t);
+        let ids: Vec<BindingId> = self.cache.iter().filter(|b| b.attachments().any(at)).map(|b| b.id()).collect();
         let removal = match reason {
             DeleteReason::Revoked => AttachmentRemoval::Revoked,
             _ => AttachmentRemoval::PeerRestarted,
@@ -409,8 +416,7 @@ impl Lma {
         let mut deleted = 0;
         for id in ids {
             let Some(b) = self.cache.binding(id) else { continue };
-            let at_peer: Vec<usize> =
-                b.attachments().enumerate().filter(|(_, a)| a.proxy_coa == peer).map(|(i, _)| i).collect();
+            let at_peer: Vec<usize> = b.attachments().enumerate().filter(|(_, a)| at(a)).map(|(i, _)| i).collect();
             if at_peer.len() < b.attachment_count() {
                 for index in at_peer.into_iter().rev() {
                     self.remove_attachment(now, id, index, removal);

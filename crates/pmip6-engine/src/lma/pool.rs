@@ -88,18 +88,21 @@ impl PrefixPools {
         self.locate(prefix).is_some()
     }
 
-    /// A prefix not `in_use`, or `None` when every pool is exhausted.
+    /// A prefix not `in_use`, or `None` when every pool is exhausted: never-used prefixes of
+    /// every pool first, then released ones, oldest release first.
     pub(crate) fn allocate(&mut self, in_use: impl Fn(&Prefix) -> bool) -> Option<Prefix> {
         for i in 0..self.pools.len() {
-            while let Some(index) = self.pools[i].released.pop_front() {
+            while self.pools[i].next < self.pools[i].count {
+                let index = self.pools[i].next;
+                self.pools[i].next += 1;
                 let p = self.prefix(&self.pools[i], index);
                 if !in_use(&p) {
                     return Some(p);
                 }
             }
-            while self.pools[i].next < self.pools[i].count {
-                let index = self.pools[i].next;
-                self.pools[i].next += 1;
+        }
+        for i in 0..self.pools.len() {
+            while let Some(index) = self.pools[i].released.pop_front() {
                 let p = self.prefix(&self.pools[i], index);
                 if !in_use(&p) {
                     return Some(p);
@@ -134,15 +137,14 @@ mod tests {
         let b = pools.allocate(|x| used.contains(x)).unwrap();
         assert_eq!(a, p("2001:db8:100::", 64));
         assert_eq!(b, p("2001:db8:100:2::", 64), "the prefix in use is skipped");
-        let c = pools.allocate(|_| false).unwrap();
-        assert_eq!(c, p("2001:db8:100:3::", 64));
-        assert_eq!(pools.allocate(|_| false), None, "a /62 holds four /64s");
-        pools.release(&b);
         pools.release(&a);
+        let c = pools.allocate(|_| false).unwrap();
+        assert_eq!(c, p("2001:db8:100:3::", 64), "a released prefix waits while fresh ones are left");
+        pools.release(&b);
         pools.release(&p("2001:db8:ffff::", 64)); // not ours: ignored
+        assert_eq!(pools.allocate(|_| false), Some(a), "oldest release first");
         assert_eq!(pools.allocate(|_| false), Some(b));
-        assert_eq!(pools.allocate(|_| false), Some(a));
-        assert_eq!(pools.allocate(|_| false), None);
+        assert_eq!(pools.allocate(|_| false), None, "a /62 holds four /64s, one of them in use");
         assert!(pools.contains(&p("2001:db8:100:3::", 64)));
         assert!(!pools.contains(&p("2001:db8:100:3::1", 64)));
         assert!(!pools.contains(&p("2001:db8:100:4::", 64)));

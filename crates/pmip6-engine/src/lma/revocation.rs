@@ -37,7 +37,7 @@ impl Lma {
             RevocationScope::Mag(peer) => {
                 self.drop_holds(now, HeldBy::Mag(peer), Some(REFUSAL));
                 let served = self.peers.contains_key(&peer);
-                let deleted = self.remove_peer_sessions(now, peer, DeleteReason::Revoked);
+                let deleted = self.remove_peer_sessions(now, peer, DeleteReason::Revoked, None);
                 if !served && deleted == 0 {
                     return self.ignored(peer, "revocation: no binding at this MAG");
                 }

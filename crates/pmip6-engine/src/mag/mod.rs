@@ -956,7 +956,11 @@ impl Mag {
     fn desired_resources(&self, mn_id: &MnIdentifier) -> BTreeSet<Resource> {
         let lmaa = self.config.lmaa;
         let bound: Vec<&BulEntry> = self.bul.bindings_of(mn_id).filter(|e| e.is_bound()).collect();
-        let own_here: BTreeSet<Prefix> = bound.iter().flat_map(|e| e.home_network_prefixes.iter().copied()).collect();
+        // One downlink route per prefix: a kernel holds one route per destination. An own
+        // prefix is on-link at its session's interface; another prefix of the MN goes via the
+        // MN at the first bound session here that learned it.
+        let mut routed: BTreeSet<Prefix> =
+            bound.iter().flat_map(|e| e.home_network_prefixes.iter().copied()).collect();
         let mut desired = BTreeSet::new();
         for entry in &bound {
             let interface = entry.key.interface;
@@ -968,7 +972,7 @@ impl Mag {
             }
             // draft §4.3, §5.2.1, Figure 4: the MN's other prefixes via its address here.
             for &prefix in entry.other_prefixes.iter().filter(|p| !entry.home_network_prefixes.contains(p)) {
-                if !own_here.contains(&prefix) {
+                if routed.insert(prefix) {
                     desired.insert(Resource::PrefixToAccess { prefix, interface, next_hop: Some(entry.mn_link_local) });
                 }
                 desired.insert(Resource::SourceRouteToTunnel { prefix, interface, peer: lmaa });

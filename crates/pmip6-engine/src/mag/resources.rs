@@ -9,10 +9,15 @@
 //! Order: removals before additions (a route whose next hop changes is removed, then added),
 //! routes removed before the tunnel, the tunnel added before the routes — [`Resource`]'s
 //! ordering puts the tunnel first.
+//!
+//! One downlink route per prefix, whoever asks: a kernel holds one route per destination. Two
+//! mobile nodes can claim one prefix for a while when the LMA hands out again a prefix a MAG
+//! still serves (an LMA that restarted without its binding cache); the route first installed
+//! stays, the other waits and is installed when the first goes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use pmip6_wire::MnIdentifier;
+use pmip6_wire::{MnIdentifier, Prefix};
 
 use crate::common::{Intent, Resource};
 
@@ -21,6 +26,18 @@ use crate::common::{Intent, Resource};
 pub(crate) struct ResourceTable {
     per_mn: BTreeMap<MnIdentifier, BTreeSet<Resource>>,
     refs: BTreeMap<Resource, u32>,
+    /// The installed downlink route of each prefix.
+    routes: BTreeMap<Prefix, Resource>,
+    /// Downlink routes wanted while another route of their prefix is installed.
+    waiting: BTreeMap<Resource, u32>,
+}
+
+/// The prefix of a downlink route.
+fn route_prefix(resource: &Resource) -> Option<Prefix> {
+    match resource {
+        Resource::PrefixToAccess { prefix, .. } => Some(*prefix),
+        _ => None,
+    }
 }
 
 impl ResourceTable {
@@ -50,22 +67,51 @@ impl ResourceTable {
     }
 
     fn acquire(&mut self, resource: &Resource, out: &mut VecDeque<Intent>) {
+        if let Some(prefix) = route_prefix(resource)
+            && self.routes.get(&prefix).is_some_and(|installed| installed != resource)
+        {
+            *self.waiting.entry(resource.clone()).or_insert(0) += 1;
+            return;
+        }
         let count = self.refs.entry(resource.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
+            if let Some(prefix) = route_prefix(resource) {
+                self.routes.insert(prefix, resource.clone());
+            }
             out.push_back(Intent::Add(resource.clone()));
         }
     }
 
     fn release(&mut self, resource: &Resource, out: &mut VecDeque<Intent>) {
+        if let Some(count) = self.waiting.get_mut(resource) {
+            *count -= 1;
+            if *count == 0 {
+                self.waiting.remove(resource);
+            }
+            return;
+        }
         match self.refs.get_mut(resource) {
             Some(count) if *count > 1 => *count -= 1,
             Some(_) => {
                 self.refs.remove(resource);
                 out.push_back(Intent::Remove(resource.clone()));
+                if let Some(prefix) = route_prefix(resource) {
+                    self.routes.remove(&prefix);
+                    self.promote(prefix, out);
+                }
             }
             None => {}
         }
+    }
+
+    /// Installs a waiting route of `prefix`, if any, now that its prefix is free.
+    fn promote(&mut self, prefix: Prefix, out: &mut VecDeque<Intent>) {
+        let Some(next) = self.waiting.keys().find(|r| route_prefix(r) == Some(prefix)).cloned() else { return };
+        let count = self.waiting.remove(&next).unwrap_or(1);
+        self.refs.insert(next.clone(), count);
+        self.routes.insert(prefix, next.clone());
+        out.push_back(Intent::Add(next));
     }
 }
 
@@ -104,5 +150,36 @@ mod tests {
         table.reconcile(&b, BTreeSet::new(), &mut out);
         assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(route(3)), Intent::Remove(tunnel())]);
         assert!(table.installed(&b).is_none());
+    }
+
+    fn route_via(n: u16, hop: u16) -> Resource {
+        Resource::PrefixToAccess {
+            prefix: Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 0), 64),
+            interface: InterfaceId(2),
+            next_hop: Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, hop)),
+        }
+    }
+
+    #[test]
+    fn one_downlink_route_per_prefix_across_mobile_nodes() {
+        let (a, b) = (MnIdentifier::nai("a@x"), MnIdentifier::nai("b@x"));
+        let mut table = ResourceTable::default();
+        let mut out = VecDeque::new();
+        table.reconcile(&a, [route(1)].into(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Add(route(1))]);
+        // b claims the same prefix with another route: it waits.
+        table.reconcile(&b, [route_via(1, 7)].into(), &mut out);
+        assert!(out.is_empty());
+        // a lets go: b's route is installed in its place.
+        table.reconcile(&a, BTreeSet::new(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(route(1)), Intent::Add(route_via(1, 7))]);
+        // A waiting route dropped before its turn leaves nothing behind.
+        table.reconcile(&a, [route(1)].into(), &mut out);
+        assert!(out.is_empty());
+        table.reconcile(&a, BTreeSet::new(), &mut out);
+        assert!(out.is_empty());
+        table.reconcile(&b, BTreeSet::new(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(route_via(1, 7))]);
+        assert_eq!(table.all().count(), 0);
     }
 }
