@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod common;
+pub mod flow;
 pub mod lma;
 pub mod mag;
 pub mod timer;
