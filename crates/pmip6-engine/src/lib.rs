@@ -16,4 +16,4 @@ pub mod lma;
 pub mod mag;
 pub mod timer;
 
-pub use common::{InterfaceId, Intent, Now, Received, Resource, Transmit};
+pub use common::{Intent, InterfaceId, Now, Received, Resource, Transmit};

@@ -933,7 +933,9 @@ fn rfc5213_5_3_4_handoff_with_the_prefix_in_the_pbu_from_a_new_mag() {
 fn rfc5213_5_4_1_handoff_between_interfaces_takes_the_existing_session() {
     let mut w = World::new(config());
     w.register(mag(1), &pbu("mn1@example.net"));
-    // A new interface (other LL-ID and ATT) at MAG2 says HI 2.
+    // The old interface went down and its MAG de-registered it; a new interface (other LL-ID
+    // and ATT) at MAG2 says HI 2.
+    w.register(mag(1), &pbu("mn1@example.net").hnp(pool_prefix(0)).lifetime(0).seq(2));
     let ba = w.register(mag(2), &pbu("mn1@example.net").hi(Hi::BetweenInterfaces).att(Att::Utran).lli(mac(9)));
     assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)], "the prefixes move to the new interface");
     assert_eq!(w.lma.binding_cache().len(), 1);
@@ -941,6 +943,35 @@ fn rfc5213_5_4_1_handoff_between_interfaces_takes_the_existing_session() {
     assert_eq!(b.primary().access_technology(), Att::Utran);
     assert_eq!(b.primary().mn_link_layer_id(), Some(&mac(9)[..]));
     assert_eq!(w.dp.routes[&pool_prefix(0)], mag(2));
+}
+
+#[test]
+fn rfc5213_5_4_1_handoff_between_interfaces_waits_for_an_active_session_to_be_deregistered() {
+    let mut w = World::new(config());
+    w.register(mag(1), &pbu("mn1@example.net"));
+    // HI 2 while the old interface's session is still active: held, as for HI 4.
+    let hi2 = pbu("mn1@example.net").hi(Hi::BetweenInterfaces).att(Att::Utran).lli(mac(9)).seq(5);
+    assert!(w.send(mag(2), &hi2).is_empty(), "held: no PBA yet");
+    w.advance(ms(300));
+    w.register(mag(1), &pbu("mn1@example.net").hnp(pool_prefix(0)).lifetime(0).seq(2));
+    let acks = w.take_acks(mag(2));
+    assert_eq!(acks.len(), 1, "answered once the old MAG de-registers");
+    assert_eq!(hnps_of(&acks[0].options), vec![pool_prefix(0)], "handoff into the old session");
+    assert_eq!(w.dp.routes[&pool_prefix(0)], mag(2));
+}
+
+#[test]
+fn rfc5213_5_4_1_handoff_between_interfaces_never_takes_a_session_still_in_use() {
+    let mut w = World::new(config());
+    w.register(mag(1), &pbu("mn1@example.net"));
+    // A late or wrong HI 2: the old interface stays up and its MAG never de-registers it.
+    let hi2 = pbu("mn1@example.net").hi(Hi::BetweenInterfaces).att(Att::Utran).lli(mac(9));
+    assert!(w.send(mag(2), &hi2).is_empty());
+    w.advance(ms(1500));
+    let acks = w.take_acks(mag(2));
+    assert_eq!(acks.len(), 1, "MaxDelayBeforeNewBCEAssign elapsed");
+    assert_eq!(hnps_of(&acks[0].options), vec![pool_prefix(1)], "a new session");
+    assert_eq!(w.dp.routes[&pool_prefix(0)], mag(1), "the session in use is untouched");
 }
 
 #[test]

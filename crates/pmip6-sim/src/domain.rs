@@ -780,7 +780,9 @@ impl Domain {
             self.mags[mag.0].data_plane.apply(self.now, &intent);
         }
         while let Some(event) = self.mags[mag.0].engine.poll_event() {
-            if let MagEvent::Attached { key, .. } = &event {
+            // A session starts registering when it attaches, or afresh when another session
+            // of its MN took its prefixes.
+            if let MagEvent::Attached { key, .. } | MagEvent::Superseded { key, .. } = &event {
                 self.registering_since.insert((mag, key.clone()), self.now);
             }
             self.events.push((self.now, NodeEvent::Mag(mag, event)));

@@ -159,8 +159,7 @@ impl Domain {
                 }
             }
             for (prefix, (candidates, routes)) in claims {
-                if routes.len() != usize::from(!candidates.is_empty())
-                    || routes.iter().any(|r| !candidates.contains(r))
+                if routes.len() != usize::from(!candidates.is_empty()) || routes.iter().any(|r| !candidates.contains(r))
                 {
                     out.push(format!(
                         "MAG {} downlink routes of {prefix}: installed {routes:?}, claimed by {candidates:?}",

@@ -175,3 +175,27 @@ fn an_undetected_lma_restart_leaves_two_interfaces_fighting_over_one_prefix() {
         diverged.join("\n")
     );
 }
+
+/// LMA, RFC 5213 §5.4.1.2 with an untrue hint: interface B of an MN is up at MAG2; interface A
+/// comes up at MAG1 and the access network reports a handoff between interfaces (HI 2) although
+/// B stays up. The LMA once moved B's session to A at once and MAG2 was never told, leaving B
+/// without a session at the LMA. It now takes an active session only when its MAG de-registers
+/// it within MaxDelayBeforeNewBCEAssign; otherwise A gets a session of its own.
+#[test]
+fn an_untrue_interface_handoff_hint_does_not_strand_the_other_interface() {
+    let mut d = Domain::builder(6)
+        .mag(&ACCESS)
+        .mag(&ACCESS)
+        .mobile_node("mn@example.net", false, &[at(MAG1, WLAN), at(MAG2, WLAN)])
+        .build();
+    let mn = MnId(0);
+    d.attach(mn, 1);
+    assert!(d.run_until_idle(SETTLE));
+    let signal = pmip6_sim::AttachSignal::LinkLayerWithHandoff(pmip6_wire::HandoffIndicator::BetweenInterfaces);
+    d.attach_with(mn, 0, at(MAG1, WLAN), signal);
+    assert!(d.run_until_idle(SETTLE));
+    d.send_rs(mn, 1);
+    assert!(d.run_until_idle(SETTLE));
+    let diverged = d.check_converged();
+    assert!(diverged.is_empty(), "{}", diverged.join("\n"));
+}

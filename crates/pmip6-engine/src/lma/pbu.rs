@@ -383,15 +383,21 @@ impl Lma {
                 })
             }
             // RFC 5213 §5.4.1.2/3: handoff between interfaces: the new interface takes the MN's
-            // existing session (a de-registered one first: its interface just went away).
+            // existing session. A de-registered one is taken at once: its interface just went
+            // away. An active one is taken only once its MAG de-registers it, within
+            // MaxDelayBeforeNewBCEAssign (as for HI 4): a hint that arrives late, or that is
+            // wrong, must not take a session from an interface that is still up.
             HandoffIndicator::BetweenInterfaces => {
                 let best = sessions
                     .iter()
                     .filter_map(view)
                     .max_by_key(|(_, b)| (b.state == BindingState::Deregistered, b.primary().attached_at));
                 Ok(match best {
-                    Some((id, _)) => Target::Existing { id, attachment: Some(0) },
-                    None => Target::New { requested },
+                    Some((id, b)) if b.state == BindingState::Deregistered => {
+                        Target::Existing { id, attachment: Some(0) }
+                    }
+                    Some((id, _)) if req.pbu.lifetime > 0 => Target::Hold { candidate: id },
+                    _ => Target::New { requested },
                 })
             }
             // RFC 5213 §5.4.1.3: handoff between MAGs for the same interface, which no MN-LL-ID

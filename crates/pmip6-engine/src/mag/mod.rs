@@ -134,6 +134,15 @@ pub enum MagEvent {
         /// Transmissions made.
         transmissions: u32,
     },
+    /// The LMA gave a session's prefixes to another session of the same MN here (a handoff
+    /// between interfaces, RFC 5213 §5.4.1.2, while this interface is still up): the session
+    /// registers afresh as a new attachment.
+    Superseded {
+        /// The session that lost its prefixes.
+        key: BindingKey,
+        /// The session that holds them now.
+        by: BindingKey,
+    },
     /// A PBA accepted a registration, refresh or re-registration.
     BindingAccepted {
         /// The session.
@@ -868,7 +877,32 @@ impl Mag {
         let percent = u32::from(self.config.registration.refresh_percent);
         self.timers.set(TimerKey::Refresh(key.clone()), now.saturating_add(lifetime.saturating_mul(percent) / 100));
         self.timers.set(TimerKey::Expire(key.clone()), now.saturating_add(lifetime));
+        // RFC 5213 §5.4.1.2: the LMA moves a session's prefixes to the interface a handoff
+        // between interfaces names. Another session of the MN here that still holds them is
+        // stale; its interface is still up as far as this MAG knows, so it registers afresh.
+        let superseded: Vec<BindingKey> = self
+            .bul
+            .bindings_of(&key.mn_id)
+            .filter(|e| e.key != *key && e.state != BindingState::Deregistering)
+            .filter(|e| e.home_network_prefixes.iter().any(|p| hnps.contains(p)))
+            .map(|e| e.key.clone())
+            .collect();
+        for old in &superseded {
+            self.withdraw(old);
+            self.cancel_session_timers(old);
+            if let Some(e) = self.bul.get_mut(old) {
+                e.state = BindingState::Registering;
+                e.home_network_prefixes.clear();
+                e.other_prefixes.clear();
+                e.accepted_at = None;
+                e.expires_at = None;
+            }
+            self.events.push_back(MagEvent::Superseded { key: old.clone(), by: key.clone() });
+        }
         self.reconcile(&key.mn_id);
+        for old in &superseded {
+            self.send_pbu(now, old, PbuKind::Registration, HandoffIndicator::NewInterface);
+        }
         self.events.push_back(MagEvent::BindingAccepted {
             key: key.clone(),
             kind: pending.kind,
@@ -959,8 +993,7 @@ impl Mag {
         // One downlink route per prefix: a kernel holds one route per destination. An own
         // prefix is on-link at its session's interface; another prefix of the MN goes via the
         // MN at the first bound session here that learned it.
-        let mut routed: BTreeSet<Prefix> =
-            bound.iter().flat_map(|e| e.home_network_prefixes.iter().copied()).collect();
+        let mut routed: BTreeSet<Prefix> = bound.iter().flat_map(|e| e.home_network_prefixes.iter().copied()).collect();
         let mut desired = BTreeSet::new();
         for entry in &bound {
             let interface = entry.key.interface;
