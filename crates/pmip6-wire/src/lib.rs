@@ -36,9 +36,8 @@ pub mod timestamp;
 pub use codepoint::*;
 pub use error::{EmitError, Error, ErrorKind, Result};
 pub use message::{
-    BaFlags, BindingAck, BindingError, BindingRevocation, BindingUpdate, BuFlags, Heartbeat, HeartbeatFlags,
-    Message, MhPacket, RevocationFlags, RevocationKind, UnknownMessage, UpdateNotification, UpdateNotificationAck,
-    UpnFlags,
+    BaFlags, BindingAck, BindingError, BindingRevocation, BindingUpdate, BuFlags, Heartbeat, HeartbeatFlags, Message,
+    MhPacket, RevocationFlags, RevocationKind, UnknownMessage, UpdateNotification, UpdateNotificationAck, UpnFlags,
 };
 pub use option::{Authentication, MnIdentifier, MobilityOption, ParseConfig, Prefix};
 pub use timestamp::Timestamp;

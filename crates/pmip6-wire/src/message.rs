@@ -67,10 +67,7 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
         // RFC 6275 §9.2: Header Len below the minimum for the type: discard.
         let minimum = minimum_header_len(MhType::from(mh_type));
         if header_len < minimum {
-            return Err(Error::new(
-                ErrorKind::HeaderLenTooShort { mh_type, header_len, minimum },
-                field::HEADER_LEN,
-            ));
+            return Err(Error::new(ErrorKind::HeaderLenTooShort { mh_type, header_len, minimum }, field::HEADER_LEN));
         }
         if declared > bytes.len() {
             return Err(Error::new(
@@ -797,7 +794,10 @@ mod tests {
         );
         let mut be = vec![59, 1, 7, 0, 0, 0];
         be.resize(16, 0);
-        assert_eq!(parse(&be).unwrap_err().kind, ErrorKind::HeaderLenTooShort { mh_type: 7, header_len: 1, minimum: 2 });
+        assert_eq!(
+            parse(&be).unwrap_err().kind,
+            ErrorKind::HeaderLenTooShort { mh_type: 7, header_len: 1, minimum: 2 }
+        );
     }
 
     #[test]

@@ -96,25 +96,15 @@ fn read_u32(data: &[u8], at: usize) -> Option<u32> {
 /// Writes `bytes` at `at`, or says the buffer is too small: never panics.
 fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> core::result::Result<(), EmitError> {
     let available = out.len();
-    let end = at.checked_add(bytes.len()).ok_or(EmitError::TooLong {
-        field: "ND message",
-    })?;
-    out.get_mut(at..end)
-        .ok_or(EmitError::BufferTooSmall {
-            needed: end,
-            available,
-        })?
-        .copy_from_slice(bytes);
+    let end = at.checked_add(bytes.len()).ok_or(EmitError::TooLong { field: "ND message" })?;
+    out.get_mut(at..end).ok_or(EmitError::BufferTooSmall { needed: end, available })?.copy_from_slice(bytes);
     Ok(())
 }
 
 /// A field the earlier length check guaranteed: if it were missing, report it as truncation of
 /// the structure starting at `start` rather than panic.
 fn need<T>(value: Option<T>, start: usize, needed: usize, available: usize) -> Result<T> {
-    value.ok_or(Error::new(
-        ErrorKind::Truncated { needed, available },
-        start,
-    ))
+    value.ok_or(Error::new(ErrorKind::Truncated { needed, available }, start))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,11 +370,7 @@ struct Lifetime(u32);
 
 impl fmt::Display for Lifetime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == INFINITE_LIFETIME {
-            f.write_str("inf")
-        } else {
-            write!(f, "{}", self.0)
-        }
+        if self.0 == INFINITE_LIFETIME { f.write_str("inf") } else { write!(f, "{}", self.0) }
     }
 }
 
@@ -392,23 +378,14 @@ impl fmt::Display for PrefixInformation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PIO {}/{} ", self.prefix, self.prefix_len)?;
         if self.on_link || self.autonomous || self.router_address {
-            for (set, letter) in [
-                (self.on_link, "L"),
-                (self.autonomous, "A"),
-                (self.router_address, "R"),
-            ] {
+            for (set, letter) in [(self.on_link, "L"), (self.autonomous, "A"), (self.router_address, "R")] {
                 if set {
                     f.write_str(letter)?;
                 }
             }
             f.write_str(" ")?;
         }
-        write!(
-            f,
-            "valid={} pref={}",
-            Lifetime(self.valid_lifetime),
-            Lifetime(self.preferred_lifetime)
-        )
+        write!(f, "valid={} pref={}", Lifetime(self.valid_lifetime), Lifetime(self.preferred_lifetime))
     }
 }
 
@@ -476,8 +453,9 @@ impl NdOption {
     pub fn buffer_len(&self) -> usize {
         match self {
             Self::SourceLinkLayerAddress(LinkLayerAddress::Ethernet(_)) => 8,
-            Self::SourceLinkLayerAddress(LinkLayerAddress::Other(data))
-            | Self::Unknown { data, .. } => (data.len() + 2).div_ceil(8) * 8,
+            Self::SourceLinkLayerAddress(LinkLayerAddress::Other(data)) | Self::Unknown { data, .. } => {
+                (data.len() + 2).div_ceil(8) * 8
+            }
             Self::PrefixInformation(_) => 32,
             Self::Mtu(_) | Self::FlagsExpansion(_) => 8,
         }
@@ -491,9 +469,7 @@ impl NdOption {
             {
                 Err(EmitError::TooLong { field: "ND option" })
             }
-            Self::PrefixInformation(p) if p.prefix_len > 128 => Err(EmitError::InvalidField {
-                field: "prefix length",
-            }),
+            Self::PrefixInformation(p) if p.prefix_len > 128 => Err(EmitError::InvalidField { field: "prefix length" }),
             _ => Ok(()),
         }
     }
@@ -501,13 +477,7 @@ impl NdOption {
     /// Parses one option whose `length` (non-zero) and `body` (the `length × 8 − 2` octets after
     /// Type and Length) were already delimited; `at` is the option's offset in the message.
     fn parse_body(option_type: u8, length: u8, body: &[u8], at: usize) -> Result<Self> {
-        let bad_length = Error::new(
-            ErrorKind::OptionLength {
-                option_type,
-                length,
-            },
-            at,
-        );
+        let bad_length = Error::new(ErrorKind::OptionLength { option_type, length }, at);
         let whole = usize::from(length) * 8;
         let available = body.len() + 2;
         macro_rules! field {
@@ -518,13 +488,9 @@ impl NdOption {
         Ok(match option_type {
             OPT_SOURCE_LINK_LAYER_ADDRESS if length == 1 => {
                 // RFC 4861 §4.6.1 with RFC 2464 §6: Length 1 is a 6-octet MAC.
-                Self::SourceLinkLayerAddress(LinkLayerAddress::Ethernet(field!(read::<6>(
-                    body, 0
-                ))?))
+                Self::SourceLinkLayerAddress(LinkLayerAddress::Ethernet(field!(read::<6>(body, 0))?))
             }
-            OPT_SOURCE_LINK_LAYER_ADDRESS => {
-                Self::SourceLinkLayerAddress(LinkLayerAddress::Other(body.to_vec()))
-            }
+            OPT_SOURCE_LINK_LAYER_ADDRESS => Self::SourceLinkLayerAddress(LinkLayerAddress::Other(body.to_vec())),
             OPT_PREFIX_INFORMATION => {
                 // RFC 4861 §4.6.2: Length 4.
                 if length != 4 {
@@ -533,12 +499,7 @@ impl NdOption {
                 let prefix_len = field!(body.first().copied())?;
                 if prefix_len > 128 {
                     // RFC 4861 §4.6.2: Prefix Length ranges from 0 to 128.
-                    return Err(Error::new(
-                        ErrorKind::InvalidField {
-                            field: "prefix length",
-                        },
-                        at + 2,
-                    ));
+                    return Err(Error::new(ErrorKind::InvalidField { field: "prefix length" }, at + 2));
                 }
                 let flags = field!(body.get(1).copied())?;
                 Self::PrefixInformation(PrefixInformation {
@@ -566,24 +527,19 @@ impl NdOption {
                 }
                 Self::FlagsExpansion(field!(read::<6>(body, 0))?)
             }
-            _ => Self::Unknown {
-                option_type,
-                data: body.to_vec(),
-            },
+            _ => Self::Unknown { option_type, data: body.to_vec() },
         })
     }
 
     /// Writes the option at `at` in `out` (which is zeroed) and returns the offset after it.
     fn emit(&self, out: &mut [u8], at: usize) -> core::result::Result<usize, EmitError> {
         let len = self.buffer_len();
-        let length =
-            u8::try_from(len / 8).map_err(|_| EmitError::TooLong { field: "ND option" })?;
+        let length = u8::try_from(len / 8).map_err(|_| EmitError::TooLong { field: "ND option" })?;
         put(out, at, &[self.option_type(), length])?;
         let body = at + 2;
         match self {
             Self::SourceLinkLayerAddress(LinkLayerAddress::Ethernet(mac)) => put(out, body, mac)?,
-            Self::SourceLinkLayerAddress(LinkLayerAddress::Other(data))
-            | Self::Unknown { data, .. } => {
+            Self::SourceLinkLayerAddress(LinkLayerAddress::Other(data)) | Self::Unknown { data, .. } => {
                 put(out, body, data)?;
             }
             Self::PrefixInformation(p) => {
@@ -655,25 +611,12 @@ fn parse_options(data: &[u8], start: usize) -> Result<Vec<NdOption>> {
         // RFC 4861 §4.6: "Nodes MUST silently discard an ND packet that contains an option with
         // length zero."
         if length == 0 {
-            return Err(Error::new(
-                ErrorKind::OptionLength {
-                    option_type,
-                    length,
-                },
-                at,
-            ));
+            return Err(Error::new(ErrorKind::OptionLength { option_type, length }, at));
         }
         let end = at + usize::from(length) * 8;
         let Some(body) = data.get(at + 2..end) else {
             let available = data.len().saturating_sub(at + 2);
-            return Err(Error::new(
-                ErrorKind::OptionOverrun {
-                    option_type,
-                    length,
-                    available,
-                },
-                at,
-            ));
+            return Err(Error::new(ErrorKind::OptionOverrun { option_type, length, available }, at));
         };
         options.push(NdOption::parse_body(option_type, length, body, at)?);
         at = end;
@@ -888,11 +831,7 @@ impl fmt::Display for RouterAdvertisement {
         write!(
             f,
             "RA hop={} flags={} lifetime={}s reach={}ms retrans={}ms",
-            self.cur_hop_limit,
-            self.flags,
-            self.router_lifetime,
-            self.reachable_time,
-            self.retrans_timer
+            self.cur_hop_limit, self.flags, self.router_lifetime, self.reachable_time, self.retrans_timer
         )?;
         fmt_options(f, &self.options)
     }
@@ -933,13 +872,7 @@ impl NdMessage {
     pub fn parse(icmp: &[u8]) -> Result<Self> {
         let available = icmp.len();
         let Some(&icmp_type) = icmp.first() else {
-            return Err(Error::new(
-                ErrorKind::Truncated {
-                    needed: RS_HEADER_LEN,
-                    available,
-                },
-                0,
-            ));
+            return Err(Error::new(ErrorKind::Truncated { needed: RS_HEADER_LEN, available }, 0));
         };
         let header_len = match icmp_type {
             ICMPV6_ROUTER_SOLICITATION => RS_HEADER_LEN,
@@ -949,13 +882,7 @@ impl NdMessage {
         // RFC 4861 §6.1.1 / §6.1.2: ICMP length (derived from the IP length) is 8 or more for an
         // RS, 16 or more for an RA.
         if available < header_len {
-            return Err(Error::new(
-                ErrorKind::Truncated {
-                    needed: header_len,
-                    available,
-                },
-                0,
-            ));
+            return Err(Error::new(ErrorKind::Truncated { needed: header_len, available }, 0));
         }
         macro_rules! field {
             ($read:expr) => {
@@ -964,12 +891,7 @@ impl NdMessage {
         }
         // RFC 4861 §6.1.1 / §6.1.2: ICMP Code is 0.
         if field!(icmp.get(1).copied())? != 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidField {
-                    field: "ICMPv6 code",
-                },
-                1,
-            ));
+            return Err(Error::new(ErrorKind::InvalidField { field: "ICMPv6 code" }, 1));
         }
         let options = parse_options(icmp, header_len)?;
         Ok(match icmp_type {
@@ -1029,12 +951,7 @@ impl NdMessage {
     /// [`EmitError::TooLong`] for an option over 255 × 8 octets; [`EmitError::InvalidField`] for
     /// a prefix length over 128 or RA flags with `unassigned` above 0x03. Nothing is written
     /// then.
-    pub fn emit(
-        &self,
-        buf: &mut [u8],
-        src: &Ipv6Addr,
-        dst: &Ipv6Addr,
-    ) -> core::result::Result<usize, EmitError> {
+    pub fn emit(&self, buf: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> core::result::Result<usize, EmitError> {
         if let Self::RouterAdvertisement(ra) = self
             && ra.flags.unassigned & !RaFlags::UNASSIGNED_MASK != 0
         {
@@ -1043,10 +960,7 @@ impl NdMessage {
         self.options().iter().try_for_each(NdOption::check)?;
         let len = self.buffer_len();
         let available = buf.len();
-        let out = buf.get_mut(..len).ok_or(EmitError::BufferTooSmall {
-            needed: len,
-            available,
-        })?;
+        let out = buf.get_mut(..len).ok_or(EmitError::BufferTooSmall { needed: len, available })?;
         out.fill(0);
         let mut at = match self {
             Self::RouterSolicitation(_) => {
@@ -1107,52 +1021,32 @@ pub mod strategy {
 
     /// A Prefix Information option with any valid field values.
     pub fn prefix_information() -> impl Strategy<Value = PrefixInformation> {
-        (
-            0u8..=128,
-            any::<[bool; 3]>(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u128>(),
-        )
-            .prop_map(
-                |(
+        (0u8..=128, any::<[bool; 3]>(), any::<u32>(), any::<u32>(), any::<u128>()).prop_map(
+            |(prefix_len, [on_link, autonomous, router_address], valid_lifetime, preferred_lifetime, prefix)| {
+                PrefixInformation {
                     prefix_len,
-                    [on_link, autonomous, router_address],
+                    on_link,
+                    autonomous,
+                    router_address,
                     valid_lifetime,
                     preferred_lifetime,
-                    prefix,
-                )| {
-                    PrefixInformation {
-                        prefix_len,
-                        on_link,
-                        autonomous,
-                        router_address,
-                        valid_lifetime,
-                        preferred_lifetime,
-                        prefix: Ipv6Addr::from(prefix),
-                    }
-                },
-            )
+                    prefix: Ipv6Addr::from(prefix),
+                }
+            },
+        )
     }
 
     /// Any option, `Unknown` ones with a type other than 1, 3, 5 and 26.
     pub fn nd_option() -> impl Strategy<Value = NdOption> {
         let unknown_type = any::<u8>().prop_filter("decoded option type", |t| {
-            ![
-                OPT_SOURCE_LINK_LAYER_ADDRESS,
-                OPT_PREFIX_INFORMATION,
-                OPT_MTU,
-                OPT_FLAGS_EXPANSION,
-            ]
-            .contains(t)
+            ![OPT_SOURCE_LINK_LAYER_ADDRESS, OPT_PREFIX_INFORMATION, OPT_MTU, OPT_FLAGS_EXPANSION].contains(t)
         });
         prop_oneof![
             link_layer_address().prop_map(NdOption::SourceLinkLayerAddress),
             prefix_information().prop_map(NdOption::PrefixInformation),
             any::<u32>().prop_map(NdOption::Mtu),
             any::<[u8; 6]>().prop_map(NdOption::FlagsExpansion),
-            (unknown_type, padded_data(1..=4))
-                .prop_map(|(option_type, data)| NdOption::Unknown { option_type, data }),
+            (unknown_type, padded_data(1..=4)).prop_map(|(option_type, data)| NdOption::Unknown { option_type, data }),
         ]
     }
 
@@ -1168,31 +1062,16 @@ pub mod strategy {
 
     /// A Router Advertisement with up to 6 options.
     pub fn router_advertisement() -> impl Strategy<Value = RouterAdvertisement> {
-        (
-            any::<u8>(),
-            ra_flags(),
-            any::<u16>(),
-            any::<u32>(),
-            any::<u32>(),
-            vec(nd_option(), 0..=6),
+        (any::<u8>(), ra_flags(), any::<u16>(), any::<u32>(), any::<u32>(), vec(nd_option(), 0..=6)).prop_map(
+            |(cur_hop_limit, flags, router_lifetime, reachable_time, retrans_timer, options)| RouterAdvertisement {
+                cur_hop_limit,
+                flags,
+                router_lifetime,
+                reachable_time,
+                retrans_timer,
+                options,
+            },
         )
-            .prop_map(
-                |(
-                    cur_hop_limit,
-                    flags,
-                    router_lifetime,
-                    reachable_time,
-                    retrans_timer,
-                    options,
-                )| RouterAdvertisement {
-                    cur_hop_limit,
-                    flags,
-                    router_lifetime,
-                    reachable_time,
-                    retrans_timer,
-                    options,
-                },
-            )
     }
 
     /// A Router Solicitation or Advertisement.
@@ -1288,30 +1167,19 @@ mod tests {
     #[test]
     fn golden_ra_parses_and_re_emits() {
         let msg = NdMessage::parse_checked(&GOLDEN_RA, &LL_ROUTER, &ALL_NODES).unwrap();
-        let NdMessage::RouterAdvertisement(ra) = &msg else {
-            panic!("not an RA: {msg:?}")
-        };
+        let NdMessage::RouterAdvertisement(ra) = &msg else { panic!("not an RA: {msg:?}") };
         assert_eq!(*ra, golden_ra());
         assert!(ra.flag_bit(DEFAULT_WEAK_HOST_FLAG_BIT));
         assert!(!ra.flag_bit(54));
         assert_eq!(ra.mtu(), Some(1460));
         assert_eq!(ra.prefixes().count(), 1);
-        assert_eq!(
-            ra.source_link_layer_address(),
-            Some(&LinkLayerAddress::Ethernet([2, 0, 0, 0, 0, 1]))
-        );
+        assert_eq!(ra.source_link_layer_address(), Some(&LinkLayerAddress::Ethernet([2, 0, 0, 0, 0, 1])));
 
         let mut buf = [0xaa; 80];
         assert_eq!(msg.buffer_len(), GOLDEN_RA.len());
-        assert_eq!(
-            msg.emit(&mut buf, &LL_ROUTER, &ALL_NODES),
-            Ok(GOLDEN_RA.len())
-        );
+        assert_eq!(msg.emit(&mut buf, &LL_ROUTER, &ALL_NODES), Ok(GOLDEN_RA.len()));
         assert_eq!(buf[..GOLDEN_RA.len()], GOLDEN_RA);
-        assert!(
-            buf[GOLDEN_RA.len()..].iter().all(|&b| b == 0xaa),
-            "wrote past the message"
-        );
+        assert!(buf[GOLDEN_RA.len()..].iter().all(|&b| b == 0xaa), "wrote past the message");
     }
 
     #[test]
@@ -1320,9 +1188,7 @@ mod tests {
         ra.options.pop();
         ra.set_flag_bit(DEFAULT_WEAK_HOST_FLAG_BIT);
         let mut buf = [0; 72];
-        NdMessage::from(ra)
-            .emit(&mut buf, &LL_ROUTER, &ALL_NODES)
-            .unwrap();
+        NdMessage::from(ra).emit(&mut buf, &LL_ROUTER, &ALL_NODES).unwrap();
         assert_eq!(buf, GOLDEN_RA);
     }
 
@@ -1336,9 +1202,7 @@ mod tests {
                 options: vec![NdOption::SourceLinkLayerAddress(mac.clone())]
             })
         );
-        let NdMessage::RouterSolicitation(rs) = &msg else {
-            unreachable!()
-        };
+        let NdMessage::RouterSolicitation(rs) = &msg else { unreachable!() };
         assert_eq!(rs.source_link_layer_address(), Some(&mac));
         let mut buf = [0; 16];
         assert_eq!(msg.emit(&mut buf, &LL_HOST, &ALL_ROUTERS), Ok(16));
@@ -1365,10 +1229,7 @@ mod tests {
                 preferred_lifetime: 0,
                 prefix: Ipv6Addr::UNSPECIFIED,
             }),
-            NdOption::Unknown {
-                option_type: 25,
-                data: vec![0; 22],
-            },
+            NdOption::Unknown { option_type: 25, data: vec![0; 22] },
             NdOption::SourceLinkLayerAddress(LinkLayerAddress::Other(vec![1, 2, 3])),
         ];
         assert_eq!(
@@ -1376,10 +1237,7 @@ mod tests {
             "RA hop=64 flags=[M O H P prf=low bit6 bit7] lifetime=9000s reach=0ms retrans=100ms \
              PIO ::/0 R valid=inf pref=0 OPT25 22 octets SLLA 01:02:03"
         );
-        assert_eq!(
-            NdMessage::from(RouterSolicitation::default()).to_string(),
-            "RS"
-        );
+        assert_eq!(NdMessage::from(RouterSolicitation::default()).to_string(), "RS");
     }
 
     #[test]
@@ -1394,14 +1252,8 @@ mod tests {
         }
         // RFC 4191 §2.2 encodings.
         assert_eq!(RaFlags::from_octet(0x18).preference, RouterPreference::Low);
-        assert_eq!(
-            RaFlags::from_octet(0x10).preference,
-            RouterPreference::Reserved
-        );
-        assert_eq!(
-            RouterPreference::Reserved.effective(),
-            RouterPreference::Medium
-        );
+        assert_eq!(RaFlags::from_octet(0x10).preference, RouterPreference::Reserved);
+        assert_eq!(RouterPreference::Reserved.effective(), RouterPreference::Medium);
         assert_eq!(RouterPreference::Low.effective(), RouterPreference::Low);
     }
 
@@ -1428,10 +1280,7 @@ mod tests {
 
         ra.set_flag_bit(8);
         ra.set_flag_bit(17);
-        assert_eq!(
-            ra.options,
-            vec![NdOption::FlagsExpansion([0x80, 0x40, 0, 0, 0, 0])]
-        );
+        assert_eq!(ra.options, vec![NdOption::FlagsExpansion([0x80, 0x40, 0, 0, 0, 0])]);
         assert!(ra.flag_bit(8) && ra.flag_bit(17) && !ra.flag_bit(9));
 
         // Bits that do not exist are never set and never written.
@@ -1441,15 +1290,9 @@ mod tests {
         assert_eq!(ra.options.len(), 1);
 
         ra.clear_flag_bit(8);
-        assert_eq!(
-            ra.options,
-            vec![NdOption::FlagsExpansion([0, 0x40, 0, 0, 0, 0])]
-        );
+        assert_eq!(ra.options, vec![NdOption::FlagsExpansion([0, 0x40, 0, 0, 0, 0])]);
         ra.clear_flag_bit(17);
-        assert!(
-            ra.options.is_empty(),
-            "an expansion option left empty is removed"
-        );
+        assert!(ra.options.is_empty(), "an expansion option left empty is removed");
         // An expansion option that did not carry the bit is left alone.
         ra.options.push(NdOption::FlagsExpansion([0; 6]));
         ra.clear_flag_bit(30);
@@ -1460,19 +1303,14 @@ mod tests {
     fn unknown_options_and_other_link_layer_addresses_are_kept() {
         // RDNSS (type 25, Length 3) and a 14-octet link-layer address (Length 2).
         let mut options = vec![25, 3, 0, 0, 0, 0, 0x0e, 0x10];
-        options.extend_from_slice(&[
-            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
-        ]);
+        options.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53]);
         options.extend_from_slice(&[1, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         let bytes = ra_with(&options);
         let msg = NdMessage::parse(&bytes).unwrap();
         assert_eq!(
             msg.options(),
             [
-                NdOption::Unknown {
-                    option_type: 25,
-                    data: bytes[18..40].to_vec()
-                },
+                NdOption::Unknown { option_type: 25, data: bytes[18..40].to_vec() },
                 NdOption::SourceLinkLayerAddress(LinkLayerAddress::Other((1..=14).collect())),
             ]
         );
@@ -1486,19 +1324,12 @@ mod tests {
     fn reserved_fields_are_ignored_and_emitted_as_zero() {
         // RS Reserved, PIO Reserved1 and Reserved2, MTU Reserved all set.
         let rs = [133, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
-        assert_eq!(
-            NdMessage::parse(&rs),
-            Ok(NdMessage::RouterSolicitation(RouterSolicitation::default()))
-        );
-        let mut pio = vec![
-            3, 4, 48, 0xff, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff,
-        ];
+        assert_eq!(NdMessage::parse(&rs), Ok(NdMessage::RouterSolicitation(RouterSolicitation::default())));
+        let mut pio = vec![3, 4, 48, 0xff, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff];
         pio.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         pio.extend_from_slice(&[5, 1, 0xff, 0xff, 0, 0, 0x05, 0xdc]);
         let msg = NdMessage::parse(&ra_with(&pio)).unwrap();
-        let NdOption::PrefixInformation(p) = msg.options()[0] else {
-            panic!()
-        };
+        let NdOption::PrefixInformation(p) = msg.options()[0] else { panic!() };
         assert!(p.on_link && p.autonomous && p.router_address);
         assert_eq!(msg.options()[1], NdOption::Mtu(1500));
         let mut buf = vec![0; msg.buffer_len()];
@@ -1510,71 +1341,27 @@ mod tests {
 
     #[test]
     fn empty_buffer_is_truncated() {
-        assert_eq!(
-            err(&[]),
-            Error::new(
-                ErrorKind::Truncated {
-                    needed: 8,
-                    available: 0
-                },
-                0
-            )
-        );
+        assert_eq!(err(&[]), Error::new(ErrorKind::Truncated { needed: 8, available: 0 }, 0));
     }
 
     #[test]
     fn other_icmpv6_types_are_rejected() {
         // Neighbor Solicitation, Echo Request.
-        assert_eq!(
-            err(&[135, 0, 0, 0, 0, 0, 0, 0]),
-            Error::new(ErrorKind::UnexpectedIcmpType(135), 0)
-        );
-        assert_eq!(
-            err(&[128]),
-            Error::new(ErrorKind::UnexpectedIcmpType(128), 0)
-        );
+        assert_eq!(err(&[135, 0, 0, 0, 0, 0, 0, 0]), Error::new(ErrorKind::UnexpectedIcmpType(135), 0));
+        assert_eq!(err(&[128]), Error::new(ErrorKind::UnexpectedIcmpType(128), 0));
     }
 
     #[test]
     fn short_messages_are_truncated() {
         // RFC 4861 §6.1.1: RS 8 octets or more; §6.1.2: RA 16 or more.
-        assert_eq!(
-            err(&[133, 0, 0, 0, 0, 0, 0]),
-            Error::new(
-                ErrorKind::Truncated {
-                    needed: 8,
-                    available: 7
-                },
-                0
-            )
-        );
-        assert_eq!(
-            err(&ra_with(&[])[..15]),
-            Error::new(
-                ErrorKind::Truncated {
-                    needed: 16,
-                    available: 15
-                },
-                0
-            )
-        );
-        assert_eq!(
-            err(&[134]),
-            Error::new(
-                ErrorKind::Truncated {
-                    needed: 16,
-                    available: 1
-                },
-                0
-            )
-        );
+        assert_eq!(err(&[133, 0, 0, 0, 0, 0, 0]), Error::new(ErrorKind::Truncated { needed: 8, available: 7 }, 0));
+        assert_eq!(err(&ra_with(&[])[..15]), Error::new(ErrorKind::Truncated { needed: 16, available: 15 }, 0));
+        assert_eq!(err(&[134]), Error::new(ErrorKind::Truncated { needed: 16, available: 1 }, 0));
     }
 
     #[test]
     fn non_zero_code_is_rejected() {
-        let code = ErrorKind::InvalidField {
-            field: "ICMPv6 code",
-        };
+        let code = ErrorKind::InvalidField { field: "ICMPv6 code" };
         assert_eq!(err(&[133, 1, 0, 0, 0, 0, 0, 0]), Error::new(code, 1));
         let mut ra = ra_with(&[]);
         ra[1] = 0xff;
@@ -1585,57 +1372,25 @@ mod tests {
     fn zero_length_option_is_rejected() {
         // RFC 4861 §4.6: an option of Length 0 discards the packet. Here after a valid MTU.
         let bytes = ra_with(&[5, 1, 0, 0, 0, 0, 5, 0xdc, 1, 0, 2, 0, 0, 0, 0, 1]);
-        assert_eq!(
-            err(&bytes),
-            Error::new(
-                ErrorKind::OptionLength {
-                    option_type: 1,
-                    length: 0
-                },
-                24
-            )
-        );
+        assert_eq!(err(&bytes), Error::new(ErrorKind::OptionLength { option_type: 1, length: 0 }, 24));
         // And in an RS, for an unknown option type too.
         let rs = [133, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            err(&rs),
-            Error::new(
-                ErrorKind::OptionLength {
-                    option_type: 200,
-                    length: 0
-                },
-                8
-            )
-        );
+        assert_eq!(err(&rs), Error::new(ErrorKind::OptionLength { option_type: 200, length: 0 }, 8));
     }
 
     #[test]
     fn lone_trailing_octet_is_a_truncated_option_header() {
-        assert_eq!(
-            err(&ra_with(&[1])),
-            Error::new(ErrorKind::OptionHeaderTruncated, 16)
-        );
-        assert_eq!(
-            err(&[133, 0, 0, 0, 0, 0, 0, 0, 1]),
-            Error::new(ErrorKind::OptionHeaderTruncated, 8)
-        );
+        assert_eq!(err(&ra_with(&[1])), Error::new(ErrorKind::OptionHeaderTruncated, 16));
+        assert_eq!(err(&[133, 0, 0, 0, 0, 0, 0, 0, 1]), Error::new(ErrorKind::OptionHeaderTruncated, 8));
     }
 
     #[test]
     fn option_running_past_the_end_is_an_overrun() {
         let bytes = ra_with(&[1, 2, 2, 0, 0, 0, 0, 1]);
-        let kind = ErrorKind::OptionOverrun {
-            option_type: 1,
-            length: 2,
-            available: 6,
-        };
+        let kind = ErrorKind::OptionOverrun { option_type: 1, length: 2, available: 6 };
         assert_eq!(err(&bytes), Error::new(kind, 16));
         let bytes = ra_with(&[5, 1, 0, 0]);
-        let kind = ErrorKind::OptionOverrun {
-            option_type: 5,
-            length: 1,
-            available: 2,
-        };
+        let kind = ErrorKind::OptionOverrun { option_type: 5, length: 1, available: 2 };
         assert_eq!(err(&bytes), Error::new(kind, 16));
     }
 
@@ -1643,48 +1398,19 @@ mod tests {
     fn known_options_with_wrong_length_are_rejected() {
         let mut pio = vec![3, 3];
         pio.resize(24, 0);
-        assert_eq!(
-            err(&ra_with(&pio)),
-            Error::new(
-                ErrorKind::OptionLength {
-                    option_type: 3,
-                    length: 3
-                },
-                16
-            )
-        );
+        assert_eq!(err(&ra_with(&pio)), Error::new(ErrorKind::OptionLength { option_type: 3, length: 3 }, 16));
         let mtu = [5, 2, 0, 0, 0, 0, 5, 0xdc, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            err(&ra_with(&mtu)),
-            Error::new(
-                ErrorKind::OptionLength {
-                    option_type: 5,
-                    length: 2
-                },
-                16
-            )
-        );
+        assert_eq!(err(&ra_with(&mtu)), Error::new(ErrorKind::OptionLength { option_type: 5, length: 2 }, 16));
         let mut efo = vec![5, 1, 0, 0, 0, 0, 5, 0xdc, 26, 2];
         efo.resize(24, 0);
-        assert_eq!(
-            err(&ra_with(&efo)),
-            Error::new(
-                ErrorKind::OptionLength {
-                    option_type: 26,
-                    length: 2
-                },
-                24
-            )
-        );
+        assert_eq!(err(&ra_with(&efo)), Error::new(ErrorKind::OptionLength { option_type: 26, length: 2 }, 24));
     }
 
     #[test]
     fn prefix_length_over_128_is_rejected() {
         let mut pio = vec![3, 4, 129, 0xc0];
         pio.resize(32, 0);
-        let kind = ErrorKind::InvalidField {
-            field: "prefix length",
-        };
+        let kind = ErrorKind::InvalidField { field: "prefix length" };
         assert_eq!(err(&ra_with(&pio)), Error::new(kind, 18));
         pio[2] = 128;
         assert!(NdMessage::parse(&ra_with(&pio)).is_ok());
@@ -1694,14 +1420,8 @@ mod tests {
     fn bad_checksum_is_rejected_with_the_right_value() {
         let mut bytes = GOLDEN_RA;
         bytes[3] ^= 0x01;
-        let kind = ErrorKind::BadChecksum {
-            found: 0x6313,
-            computed: 0x6312,
-        };
-        assert_eq!(
-            NdMessage::parse_checked(&bytes, &LL_ROUTER, &ALL_NODES),
-            Err(Error::new(kind, 2))
-        );
+        let kind = ErrorKind::BadChecksum { found: 0x6313, computed: 0x6312 };
+        assert_eq!(NdMessage::parse_checked(&bytes, &LL_ROUTER, &ALL_NODES), Err(Error::new(kind, 2)));
         // The same octets from another source do not verify either.
         let other = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3);
         let e = NdMessage::parse_checked(&GOLDEN_RA, &other, &ALL_NODES).unwrap_err();
@@ -1710,26 +1430,15 @@ mod tests {
         let mut bytes = GOLDEN_RS;
         bytes[15] = 3;
         assert!(matches!(
-            NdMessage::parse_checked(&bytes, &LL_HOST, &ALL_ROUTERS)
-                .unwrap_err()
-                .kind,
-            ErrorKind::BadChecksum {
-                found: 0x7a2a,
-                computed: 0x7a29
-            }
+            NdMessage::parse_checked(&bytes, &LL_HOST, &ALL_ROUTERS).unwrap_err().kind,
+            ErrorKind::BadChecksum { found: 0x7a2a, computed: 0x7a29 }
         ));
         // Without the check the message still parses.
         assert!(NdMessage::parse(&bytes).is_ok());
         // Too short to carry a checksum: the parse error.
         assert_eq!(
             NdMessage::parse_checked(&[133, 0], &LL_HOST, &ALL_ROUTERS),
-            Err(Error::new(
-                ErrorKind::Truncated {
-                    needed: 8,
-                    available: 2
-                },
-                0
-            ))
+            Err(Error::new(ErrorKind::Truncated { needed: 8, available: 2 }, 0))
         );
     }
 
@@ -1739,18 +1448,12 @@ mod tests {
         let mut buf = [0xaa; 71];
         assert_eq!(
             msg.emit(&mut buf, &LL_ROUTER, &ALL_NODES),
-            Err(EmitError::BufferTooSmall {
-                needed: 72,
-                available: 71
-            })
+            Err(EmitError::BufferTooSmall { needed: 72, available: 71 })
         );
         assert!(buf.iter().all(|&b| b == 0xaa));
         assert_eq!(
             msg.emit(&mut [], &LL_ROUTER, &ALL_NODES),
-            Err(EmitError::BufferTooSmall {
-                needed: 72,
-                available: 0
-            })
+            Err(EmitError::BufferTooSmall { needed: 72, available: 0 })
         );
     }
 
@@ -1758,71 +1461,32 @@ mod tests {
     fn emit_rejects_what_the_wire_cannot_carry() {
         let mut buf = [0; 4096];
         // 255 × 8 octets is the longest option: 2038 octets of data; one more needs Length 256.
-        let ok = RouterSolicitation {
-            options: vec![NdOption::Unknown {
-                option_type: 99,
-                data: vec![0; 2038],
-            }],
-        };
-        assert_eq!(
-            NdMessage::from(ok).emit(&mut buf, &LL_HOST, &ALL_ROUTERS),
-            Ok(8 + 2040)
-        );
-        let long = RouterSolicitation {
-            options: vec![NdOption::Unknown {
-                option_type: 99,
-                data: vec![0; 2039],
-            }],
-        };
+        let ok = RouterSolicitation { options: vec![NdOption::Unknown { option_type: 99, data: vec![0; 2038] }] };
+        assert_eq!(NdMessage::from(ok).emit(&mut buf, &LL_HOST, &ALL_ROUTERS), Ok(8 + 2040));
+        let long = RouterSolicitation { options: vec![NdOption::Unknown { option_type: 99, data: vec![0; 2039] }] };
         let too_long = EmitError::TooLong { field: "ND option" };
-        assert_eq!(
-            NdMessage::from(long).emit(&mut buf, &LL_HOST, &ALL_ROUTERS),
-            Err(too_long)
-        );
+        assert_eq!(NdMessage::from(long).emit(&mut buf, &LL_HOST, &ALL_ROUTERS), Err(too_long));
         let lla = LinkLayerAddress::Other(vec![0; 3000]);
-        let long = RouterSolicitation {
-            options: vec![NdOption::SourceLinkLayerAddress(lla)],
-        };
-        assert_eq!(
-            NdMessage::from(long).emit(&mut buf, &LL_HOST, &ALL_ROUTERS),
-            Err(too_long)
-        );
+        let long = RouterSolicitation { options: vec![NdOption::SourceLinkLayerAddress(lla)] };
+        assert_eq!(NdMessage::from(long).emit(&mut buf, &LL_HOST, &ALL_ROUTERS), Err(too_long));
 
         let mut ra = golden_ra();
-        let NdOption::PrefixInformation(p) = &mut ra.options[0] else {
-            unreachable!()
-        };
+        let NdOption::PrefixInformation(p) = &mut ra.options[0] else { unreachable!() };
         p.prefix_len = 129;
-        let invalid = EmitError::InvalidField {
-            field: "prefix length",
-        };
-        assert_eq!(
-            NdMessage::from(ra).emit(&mut buf, &LL_ROUTER, &ALL_NODES),
-            Err(invalid)
-        );
+        let invalid = EmitError::InvalidField { field: "prefix length" };
+        assert_eq!(NdMessage::from(ra).emit(&mut buf, &LL_ROUTER, &ALL_NODES), Err(invalid));
 
         let mut ra = golden_ra();
         ra.flags.unassigned = 0x04;
         let invalid = EmitError::InvalidField { field: "RA flags" };
-        assert_eq!(
-            NdMessage::from(ra).emit(&mut buf, &LL_ROUTER, &ALL_NODES),
-            Err(invalid)
-        );
+        assert_eq!(NdMessage::from(ra).emit(&mut buf, &LL_ROUTER, &ALL_NODES), Err(invalid));
     }
 
     #[test]
     fn short_data_is_padded_on_emit() {
-        let rs = RouterSolicitation {
-            options: vec![NdOption::Unknown {
-                option_type: 14,
-                data: vec![0xab; 3],
-            }],
-        };
+        let rs = RouterSolicitation { options: vec![NdOption::Unknown { option_type: 14, data: vec![0xab; 3] }] };
         let mut buf = [0xff; 16];
-        assert_eq!(
-            NdMessage::from(rs).emit(&mut buf, &LL_HOST, &ALL_ROUTERS),
-            Ok(16)
-        );
+        assert_eq!(NdMessage::from(rs).emit(&mut buf, &LL_HOST, &ALL_ROUTERS), Ok(16));
         assert_eq!(buf[8..], [14, 1, 0xab, 0xab, 0xab, 0, 0, 0]);
     }
 

@@ -236,9 +236,7 @@ pub enum MobilityOption {
     /// Access Technology Type (RFC 5213 §8.5; type 24).
     AccessTechnologyType(AccessTechnologyType),
     /// Mobile Node Link-layer Identifier (RFC 5213 §8.6; type 25).
-    MnLinkLayerIdentifier(
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_hex"))] Vec<u8>,
-    ),
+    MnLinkLayerIdentifier(#[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_hex"))] Vec<u8>),
     /// Link-local Address (RFC 5213 §8.7; type 26, alignment 8n+6). ALL_ZERO in a PBU asks the
     /// LMA for the address kept in the binding.
     LinkLocalAddress(Ipv6Addr),
@@ -347,10 +345,7 @@ impl<'a> Iterator for OptionIter<'a> {
                 // RFC 6275 §9.2 (via §6.2.1): an option running past the message is malformed.
                 self.failed = true;
                 let available = self.buf.len().saturating_sub(start);
-                return Some(Err(Error::new(
-                    ErrorKind::OptionOverrun { option_type, length, available },
-                    offset,
-                )));
+                return Some(Err(Error::new(ErrorKind::OptionOverrun { option_type, length, available }, offset)));
             };
             self.pos = end;
             if option_type == option_type::PADN {
@@ -366,10 +361,7 @@ fn exact<const N: usize>(raw: &RawOption<'_>) -> Result<[u8; N]> {
 }
 
 fn length_error(raw: &RawOption<'_>) -> Error {
-    Error::new(
-        ErrorKind::OptionLength { option_type: raw.option_type, length: raw.data.len() as u8 },
-        raw.offset,
-    )
+    Error::new(ErrorKind::OptionLength { option_type: raw.option_type, length: raw.data.len() as u8 }, raw.offset)
 }
 
 fn ipv4_at(data: &[u8; 6]) -> Ipv4Addr {
@@ -382,21 +374,18 @@ impl MobilityOption {
         use option_type as t;
         let data_offset = raw.offset + 2;
         let option = match raw.option_type {
-            ty if ty == config.muho_option_type && raw.data.len() == 18 => MobilityOption::MuHo {
-                option_type: ty,
-                prefix: Prefix::parse(&exact::<18>(raw)?, data_offset)?,
-            },
+            ty if ty == config.muho_option_type && raw.data.len() == 18 => {
+                MobilityOption::MuHo { option_type: ty, prefix: Prefix::parse(&exact::<18>(raw)?, data_offset)? }
+            }
             // A MuHo of the wrong length under a non-experimental type is malformed; under the
             // experimental type it is some other experiment, kept as it is.
             ty if ty == config.muho_option_type && ty != t::EXPERIMENTAL => return Err(length_error(raw)),
             t::MN_IDENTIFIER => match raw.data {
                 // RFC 4283 §3: a Subtype octet and a non-empty identifier.
-                [subtype, identifier @ ..] if !identifier.is_empty() => {
-                    MobilityOption::MnIdentifier(MnIdentifier {
-                        subtype: MnIdSubtype::from(*subtype),
-                        identifier: identifier.to_vec(),
-                    })
-                }
+                [subtype, identifier @ ..] if !identifier.is_empty() => MobilityOption::MnIdentifier(MnIdentifier {
+                    subtype: MnIdSubtype::from(*subtype),
+                    identifier: identifier.to_vec(),
+                }),
                 _ => return Err(length_error(raw)),
             },
             t::HOME_NETWORK_PREFIX => {
@@ -444,10 +433,7 @@ impl MobilityOption {
                 let data = exact::<6>(raw)?;
                 let prefix_len = data[1] >> 2;
                 if prefix_len > 32 {
-                    return Err(Error::new(
-                        ErrorKind::InvalidField { field: "IPv4 prefix length" },
-                        data_offset + 1,
-                    ));
+                    return Err(Error::new(ErrorKind::InvalidField { field: "IPv4 prefix length" }, data_offset + 1));
                 }
                 MobilityOption::Ipv4HomeAddressReply {
                     status: Ipv4HoaReplyStatus::from(data[0]),
@@ -808,7 +794,10 @@ mod tests {
             b
         };
         assert_eq!(parse_all(&as_type(18)), Ok(vec![MobilityOption::MuHo { option_type: 18, prefix }]));
-        assert_eq!(parse_all(&as_type(200)), Ok(vec![MobilityOption::Unknown { option_type: 200, data: body.clone() }]));
+        assert_eq!(
+            parse_all(&as_type(200)),
+            Ok(vec![MobilityOption::Unknown { option_type: 200, data: body.clone() }])
+        );
         let config = ParseConfig::with_muho_option_type(200).unwrap();
         assert_eq!(
             parse_options(&as_type(200), 0, &config),

@@ -81,9 +81,7 @@ pub fn mobility_option() -> impl Strategy<Value = MobilityOption> {
         crate::flow::strategy::flow_identification().prop_map(MobilityOption::FlowIdentification),
         crate::flow::strategy::flow_summary().prop_map(MobilityOption::FlowSummary),
         // Eighteen octets under the MuHo type would read back as a MuHo.
-        vec(any::<u8>(), 0..30)
-            .prop_filter("MuHo-sized", |d| d.len() != 18)
-            .prop_map(MobilityOption::Experimental),
+        vec(any::<u8>(), 0..30).prop_filter("MuHo-sized", |d| d.len() != 18).prop_map(MobilityOption::Experimental),
         (any::<u8>(), vec(any::<u8>(), 0..40))
             .prop_filter("interpreted type", |(t, _)| !INTERPRETED_OPTION_TYPES.contains(t))
             .prop_map(|(option_type, data)| MobilityOption::Unknown { option_type, data }),
@@ -98,7 +96,12 @@ fn options() -> impl Strategy<Value = Vec<MobilityOption>> {
 pub fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u16>(), any::<u16>(), any::<u16>(), options()).prop_map(|(sequence, flags, lifetime, options)| {
-            Message::BindingUpdate(BindingUpdate { sequence, flags: BuFlags::from_bits_retain(flags), lifetime, options })
+            Message::BindingUpdate(BindingUpdate {
+                sequence,
+                flags: BuFlags::from_bits_retain(flags),
+                lifetime,
+                options,
+            })
         }),
         (any::<u8>(), any::<u8>(), any::<u16>(), any::<u16>(), options()).prop_map(
             |(status, flags, sequence, lifetime, options)| {

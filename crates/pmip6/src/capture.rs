@@ -27,9 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpv4Slice, LaxIpv6Slice, PacketBuilder};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapParser, PcapWriter};
-use pcap_file::pcapng::blocks::interface_description::{
-    InterfaceDescriptionBlock, InterfaceDescriptionOption,
-};
+use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, Endianness, TsResolution};
 use pmip6_wire::Message;
@@ -144,11 +142,7 @@ pub struct CaptureError {
 
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "capture unreadable after frame {}: {}",
-            self.after_frame, self.message
-        )
+        write!(f, "capture unreadable after frame {}: {}", self.after_frame, self.message)
     }
 }
 
@@ -157,19 +151,14 @@ impl std::error::Error for CaptureError {}
 impl Capture {
     /// Reads the file at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_bytes(bytes)
-            .with_context(|| format!("{} is not a capture this tool reads", path.display()))
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_bytes(bytes).with_context(|| format!("{} is not a capture this tool reads", path.display()))
     }
 
     /// Takes a whole capture file's octets; fails unless they start with a pcap or pcapng header.
     pub fn from_bytes(bytes: Vec<u8>) -> anyhow::Result<Self> {
         let Some(magic) = bytes.get(..4) else {
-            bail!(
-                "{} octets: too short for a pcap or pcapng header",
-                bytes.len()
-            );
+            bail!("{} octets: too short for a pcap or pcapng header", bytes.len());
         };
         let format = match magic {
             [0xa1, 0xb2, 0xc3, 0xd4]
@@ -183,13 +172,7 @@ impl Capture {
                 PcapNgParser::new(&bytes).map_err(|e| anyhow!("pcapng section header: {e}"))?;
                 Format::PcapNg
             }
-            other => bail!(
-                "unknown magic number {:02x}{:02x}{:02x}{:02x}",
-                other[0],
-                other[1],
-                other[2],
-                other[3]
-            ),
+            other => bail!("unknown magic number {:02x}{:02x}{:02x}{:02x}", other[0], other[1], other[2], other[3]),
         };
         Ok(Self { bytes, format })
     }
@@ -207,10 +190,7 @@ impl Capture {
                 Err(e) => State::Failed(e.to_string()),
             },
             Format::PcapNg => match PcapNgParser::new(&self.bytes) {
-                Ok((rest, parser)) => State::PcapNg {
-                    parser: Box::new(parser),
-                    rest,
-                },
+                Ok((rest, parser)) => State::PcapNg { parser: Box::new(parser), rest },
                 Err(e) => State::Failed(e.to_string()),
             },
         };
@@ -219,14 +199,8 @@ impl Capture {
 }
 
 enum State<'a> {
-    Pcap {
-        parser: PcapParser,
-        rest: &'a [u8],
-    },
-    PcapNg {
-        parser: Box<PcapNgParser>,
-        rest: &'a [u8],
-    },
+    Pcap { parser: PcapParser, rest: &'a [u8] },
+    PcapNg { parser: Box<PcapNgParser>, rest: &'a [u8] },
     Failed(String),
     Done,
 }
@@ -250,12 +224,7 @@ impl<'a> Iterator for Frames<'a> {
         match result {
             Ok(Some((time, linktype, data))) => {
                 self.count += 1;
-                Some(Ok(RawFrame {
-                    number: self.count,
-                    time,
-                    linktype,
-                    data,
-                }))
+                Some(Ok(RawFrame { number: self.count, time, linktype, data }))
             }
             Ok(None) => {
                 self.state = State::Done;
@@ -263,10 +232,7 @@ impl<'a> Iterator for Frames<'a> {
             }
             Err(message) => {
                 self.state = State::Done;
-                Some(Err(CaptureError {
-                    after_frame: self.count,
-                    message,
-                }))
+                Some(Err(CaptureError { after_frame: self.count, message }))
             }
         }
     }
@@ -274,18 +240,13 @@ impl<'a> Iterator for Frames<'a> {
 
 type FrameParts<'a> = (Option<Duration>, u32, &'a [u8]);
 
-fn next_pcap<'a>(
-    parser: &PcapParser,
-    rest: &mut &'a [u8],
-) -> Result<Option<FrameParts<'a>>, String> {
+fn next_pcap<'a>(parser: &PcapParser, rest: &mut &'a [u8]) -> Result<Option<FrameParts<'a>>, String> {
     if rest.is_empty() {
         return Ok(None);
     }
     // The raw record: pcap-file's checked packet refuses orig_len > snaplen, which tcpdump -s
     // writes routinely.
-    let (remaining, raw) = parser
-        .next_raw_packet(rest)
-        .map_err(|e| format!("pcap record: {e}"))?;
+    let (remaining, raw) = parser.next_raw_packet(rest).map_err(|e| format!("pcap record: {e}"))?;
     *rest = remaining;
     let header = parser.header();
     let nanos = match header.ts_resolution {
@@ -301,22 +262,18 @@ fn next_pcap<'a>(
     Ok(Some((Some(time), linktype, data)))
 }
 
-fn next_pcapng<'a>(
-    parser: &mut PcapNgParser,
-    rest: &mut &'a [u8],
-) -> Result<Option<FrameParts<'a>>, String> {
+fn next_pcapng<'a>(parser: &mut PcapNgParser, rest: &mut &'a [u8]) -> Result<Option<FrameParts<'a>>, String> {
     loop {
         if rest.is_empty() {
             return Ok(None);
         }
-        let (remaining, block) = parser
-            .next_block(rest)
-            .map_err(|e| format!("pcapng block: {e}"))?;
+        let (remaining, block) = parser.next_block(rest).map_err(|e| format!("pcapng block: {e}"))?;
         *rest = remaining;
         let interface = |id: u32| {
-            parser.interfaces().get(id as usize).ok_or_else(|| {
-                format!("packet of interface {id}, which no Interface Description Block declares")
-            })
+            parser
+                .interfaces()
+                .get(id as usize)
+                .ok_or_else(|| format!("packet of interface {id}, which no Interface Description Block declares"))
         };
         match block {
             Block::EnhancedPacket(epb) => {
@@ -326,11 +283,7 @@ fn next_pcapng<'a>(
                 let std::borrow::Cow::Borrowed(data) = epb.data else {
                     return Err("pcapng packet was copied".into());
                 };
-                return Ok(Some((
-                    Some(pcapng_time(idb, units)),
-                    u32::from(idb.linktype),
-                    data,
-                )));
+                return Ok(Some((Some(pcapng_time(idb, units)), u32::from(idb.linktype), data)));
             }
             Block::SimplePacket(spb) => {
                 let idb = interface(0)?;
@@ -344,11 +297,7 @@ fn next_pcapng<'a>(
                 let std::borrow::Cow::Borrowed(data) = pb.data else {
                     return Err("pcapng packet was copied".into());
                 };
-                return Ok(Some((
-                    Some(pcapng_time(idb, pb.timestamp)),
-                    u32::from(idb.linktype),
-                    data,
-                )));
+                return Ok(Some((Some(pcapng_time(idb, pb.timestamp)), u32::from(idb.linktype), data)));
             }
             _ => continue,
         }
@@ -375,15 +324,10 @@ fn pcapng_time(idb: &InterfaceDescriptionBlock<'_>, units: u64) -> Duration {
     } else if resolution <= 9 {
         units * 10u128.pow(u32::from(9 - resolution))
     } else {
-        units
-            / 10u128
-                .checked_pow(u32::from(resolution - 9))
-                .unwrap_or(u128::MAX)
+        units / 10u128.checked_pow(u32::from(resolution - 9)).unwrap_or(u128::MAX)
     };
     let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
-    Duration::from_nanos(nanos)
-        .checked_add(Duration::from_secs(offset))
-        .unwrap_or(Duration::MAX)
+    Duration::from_nanos(nanos).checked_add(Duration::from_secs(offset)).unwrap_or(Duration::MAX)
 }
 
 /// The network-layer packet inside a frame.
@@ -403,10 +347,7 @@ pub fn network_layer(linktype: u32, data: &[u8]) -> Result<Option<NetworkLayer<'
         ETHERTYPE_IPV6 => Some(NetworkLayer::Ipv6(rest)),
         _ => None,
     };
-    let be16 = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
+    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     Ok(match linktype {
         linktype::ETHERNET => {
             let mut at = 12;
@@ -429,11 +370,7 @@ pub fn network_layer(linktype: u32, data: &[u8]) -> Result<Option<NetworkLayer<'
             } else {
                 // Host byte order of the capturing machine: whichever reading is small.
                 let le = u32::from_le_bytes(family);
-                if le & 0xffff_0000 == 0 {
-                    le
-                } else {
-                    u32::from_be_bytes(family)
-                }
+                if le & 0xffff_0000 == 0 { le } else { u32::from_be_bytes(family) }
             };
             let rest = &data[4..];
             match value {
@@ -540,10 +477,7 @@ fn from_ipv6(ip: &[u8]) -> Option<Found<'_>> {
     let protocol = match payload.ip_number {
         IpNumber(IPPROTO_MH) => Protocol::MobilityHeader,
         IpNumber(IPPROTO_ICMPV6)
-            if matches!(
-                payload.payload.first(),
-                Some(&(ICMPV6_ROUTER_SOLICITATION | ICMPV6_ROUTER_ADVERTISEMENT))
-            ) =>
+            if matches!(payload.payload.first(), Some(&(ICMPV6_ROUTER_SOLICITATION | ICMPV6_ROUTER_ADVERTISEMENT))) =>
         {
             Protocol::RouterDiscovery
         }
@@ -584,9 +518,7 @@ fn from_ipv6(ip: &[u8]) -> Option<Found<'_>> {
         notes.push("frame shorter than the IPv6 payload length".into());
     }
     if (pseudo_src, pseudo_dst) != (src, dst) {
-        notes.push(format!(
-            "checksum pseudo-header {pseudo_src} -> {pseudo_dst}"
-        ));
+        notes.push(format!("checksum pseudo-header {pseudo_src} -> {pseudo_dst}"));
     }
     Some(Found {
         src: IpAddr::V6(src),
@@ -696,12 +628,9 @@ pub fn ethernet_ipv6(
     next_header: u8,
     payload: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    let builder =
-        PacketBuilder::ethernet2(eth.src, eth.dst).ipv6(src.octets(), dst.octets(), hop_limit);
+    let builder = PacketBuilder::ethernet2(eth.src, eth.dst).ipv6(src.octets(), dst.octets(), hop_limit);
     let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut frame, IpNumber(next_header), payload)
-        .context("building an Ethernet/IPv6 frame")?;
+    builder.write(&mut frame, IpNumber(next_header), payload).context("building an Ethernet/IPv6 frame")?;
     Ok(frame)
 }
 
@@ -715,58 +644,33 @@ pub fn ethernet_ipv4_udp(
     dport: u16,
     payload: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    let builder = PacketBuilder::ethernet2(eth.src, eth.dst)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .udp(sport, dport);
+    let builder = PacketBuilder::ethernet2(eth.src, eth.dst).ipv4(src.octets(), dst.octets(), ttl).udp(sport, dport);
     let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut frame, payload)
-        .context("building an Ethernet/IPv4/UDP frame")?;
+    builder.write(&mut frame, payload).context("building an Ethernet/IPv4/UDP frame")?;
     Ok(frame)
 }
 
 /// An Ethernet/IPv6 frame carrying `message` with its checksum for `src` and `dst`, hop limit
 /// [`MH_HOP_LIMIT`].
-pub fn mh_frame(
-    eth: EthernetAddrs,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    message: &Message,
-) -> anyhow::Result<Vec<u8>> {
-    let mh = message
-        .to_vec(&src, &dst)
-        .map_err(|e| anyhow!("emitting {message}: {e}"))?;
+pub fn mh_frame(eth: EthernetAddrs, src: Ipv6Addr, dst: Ipv6Addr, message: &Message) -> anyhow::Result<Vec<u8>> {
+    let mh = message.to_vec(&src, &dst).map_err(|e| anyhow!("emitting {message}: {e}"))?;
     ethernet_ipv6(eth, src, dst, MH_HOP_LIMIT, IPPROTO_MH, &mh)
 }
 
 /// An Ethernet/IPv4/UDP frame from and to port 5436 carrying `message` (RFC 5844 §7), TTL
 /// [`MH_HOP_LIMIT`]. The Mobility Header checksum is left zero: RFC 5844 does not say what
 /// pseudo-header it would cover.
-pub fn mh_udp_frame(
-    eth: EthernetAddrs,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    message: &Message,
-) -> anyhow::Result<Vec<u8>> {
+pub fn mh_udp_frame(eth: EthernetAddrs, src: Ipv4Addr, dst: Ipv4Addr, message: &Message) -> anyhow::Result<Vec<u8>> {
     let mut mh = vec![0; message.buffer_len()];
-    message
-        .emit(&mut mh)
-        .map_err(|e| anyhow!("emitting {message}: {e}"))?;
+    message.emit(&mut mh).map_err(|e| anyhow!("emitting {message}: {e}"))?;
     ethernet_ipv4_udp(eth, src, dst, MH_HOP_LIMIT, MH_UDP_PORT, MH_UDP_PORT, &mh)
 }
 
 /// An Ethernet/IPv6 frame carrying a Router Solicitation or Advertisement with its ICMPv6
 /// checksum, hop limit [`ND_HOP_LIMIT`].
-pub fn nd_frame(
-    eth: EthernetAddrs,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    message: &NdMessage,
-) -> anyhow::Result<Vec<u8>> {
+pub fn nd_frame(eth: EthernetAddrs, src: Ipv6Addr, dst: Ipv6Addr, message: &NdMessage) -> anyhow::Result<Vec<u8>> {
     let mut icmp = vec![0; message.buffer_len()];
-    message
-        .emit(&mut icmp, &src, &dst)
-        .map_err(|e| anyhow!("emitting {message}: {e}"))?;
+    message.emit(&mut icmp, &src, &dst).map_err(|e| anyhow!("emitting {message}: {e}"))?;
     ethernet_ipv6(eth, src, dst, ND_HOP_LIMIT, IPPROTO_ICMPV6, &icmp)
 }
 
@@ -795,9 +699,7 @@ impl<W: Write> PcapFileWriter<W> {
     /// Appends one frame captured at `time` since the epoch.
     pub fn write(&mut self, time: Duration, frame: &[u8]) -> anyhow::Result<()> {
         let len = u32::try_from(frame.len()).context("frame longer than 4 GiB")?;
-        self.writer
-            .write_packet(&PcapPacket::new(time, len, frame))
-            .context("writing a pcap record")?;
+        self.writer.write_packet(&PcapPacket::new(time, len, frame)).context("writing a pcap record")?;
         Ok(())
     }
 
@@ -812,16 +714,12 @@ pub fn write_pcap(path: &Path, frames: &[(Duration, Vec<u8>)]) -> anyhow::Result
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut writer = PcapFileWriter::new(std::io::BufWriter::new(file), linktype::ETHERNET)?;
     for (time, frame) in frames {
         writer.write(*time, frame)?;
     }
-    writer
-        .into_inner()
-        .flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    writer.into_inner().flush().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -855,24 +753,11 @@ mod tests {
 
     #[test]
     fn pcapng_resolutions() {
-        let idb = |options| InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: 0,
-            options,
-        };
+        let idb = |options| InterfaceDescriptionBlock { linktype: DataLink::ETHERNET, snaplen: 0, options };
+        assert_eq!(pcapng_time(&idb(vec![]), 1_500_000), Duration::from_millis(1_500));
+        assert_eq!(pcapng_time(&idb(vec![InterfaceDescriptionOption::IfTsResol(9)]), 7), Duration::from_nanos(7));
         assert_eq!(
-            pcapng_time(&idb(vec![]), 1_500_000),
-            Duration::from_millis(1_500)
-        );
-        assert_eq!(
-            pcapng_time(&idb(vec![InterfaceDescriptionOption::IfTsResol(9)]), 7),
-            Duration::from_nanos(7)
-        );
-        assert_eq!(
-            pcapng_time(
-                &idb(vec![InterfaceDescriptionOption::IfTsResol(0x80 | 10)]),
-                1536
-            ),
+            pcapng_time(&idb(vec![InterfaceDescriptionOption::IfTsResol(0x80 | 10)]), 1536),
             Duration::from_millis(1_500)
         );
         assert_eq!(
@@ -884,20 +769,11 @@ mod tests {
     #[test]
     fn null_link_reads_either_byte_order() {
         let mut frame = vec![24, 0, 0, 0, 0x60];
-        assert!(matches!(
-            network_layer(linktype::NULL, &frame),
-            Ok(Some(NetworkLayer::Ipv6(_)))
-        ));
+        assert!(matches!(network_layer(linktype::NULL, &frame), Ok(Some(NetworkLayer::Ipv6(_)))));
         frame[..4].copy_from_slice(&[0, 0, 0, 30]);
-        assert!(matches!(
-            network_layer(linktype::NULL, &frame),
-            Ok(Some(NetworkLayer::Ipv6(_)))
-        ));
+        assert!(matches!(network_layer(linktype::NULL, &frame), Ok(Some(NetworkLayer::Ipv6(_)))));
         frame[..4].copy_from_slice(&[0, 0, 0, 2]);
-        assert!(matches!(
-            network_layer(linktype::NULL, &frame),
-            Ok(Some(NetworkLayer::Ipv4(_)))
-        ));
+        assert!(matches!(network_layer(linktype::NULL, &frame), Ok(Some(NetworkLayer::Ipv4(_)))));
         assert_eq!(network_layer(147, &frame), Err(147));
     }
 }

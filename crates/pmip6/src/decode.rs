@@ -19,9 +19,7 @@ use pmip6_wire::nd::NdMessage;
 use pmip6_wire::{Error, Message, ParseConfig};
 use serde::{Serialize, Serializer};
 
-use crate::capture::{
-    Capture, CaptureError, Extracted, ND_HOP_LIMIT, Packet, Protocol, RawFrame, Transport, extract,
-};
+use crate::capture::{Capture, CaptureError, Extracted, ND_HOP_LIMIT, Packet, Protocol, RawFrame, Transport, extract};
 
 /// What was found in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,10 +106,7 @@ pub struct Summary {
     /// Frames holding neither a Mobility Header nor an RS/RA.
     pub skipped: u64,
     /// Set when the capture file could not be read to its end.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "display_option"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "display_option")]
     pub capture_error: Option<CaptureError>,
 }
 
@@ -131,10 +126,7 @@ fn seconds<S: Serializer>(time: &Option<Duration>, s: S) -> Result<S::Ok, S::Err
     }
 }
 
-fn display_option<S: Serializer, T: fmt::Display>(
-    value: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn display_option<S: Serializer, T: fmt::Display>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),
@@ -143,11 +135,7 @@ fn display_option<S: Serializer, T: fmt::Display>(
 
 impl From<Error> for RecordError {
     fn from(e: Error) -> Self {
-        Self {
-            kind: e.kind.name(),
-            offset: Some(e.offset),
-            detail: e.kind.to_string(),
-        }
+        Self { kind: e.kind.name(), offset: Some(e.offset), detail: e.kind.to_string() }
     }
 }
 
@@ -165,14 +153,12 @@ impl fmt::Display for RecordError {
 pub fn decode_packet(packet: &Packet<'_>, config: &ParseConfig) -> Record {
     let mut notes = packet.notes.clone();
     let (result, checksum) = match (packet.protocol, packet.transport, packet.pseudo_header) {
-        (Protocol::MobilityHeader, Transport::Ipv6, Some((src, dst))) => (
-            Message::parse_checked(packet.payload, &src, &dst, config).map(Decoded::Mobility),
-            ChecksumCheck::Verified,
-        ),
-        (Protocol::MobilityHeader, _, _) => (
-            Message::parse(packet.payload, config).map(Decoded::Mobility),
-            ChecksumCheck::NotVerifiedUdp,
-        ),
+        (Protocol::MobilityHeader, Transport::Ipv6, Some((src, dst))) => {
+            (Message::parse_checked(packet.payload, &src, &dst, config).map(Decoded::Mobility), ChecksumCheck::Verified)
+        }
+        (Protocol::MobilityHeader, _, _) => {
+            (Message::parse(packet.payload, config).map(Decoded::Mobility), ChecksumCheck::NotVerifiedUdp)
+        }
         (Protocol::RouterDiscovery, _, pseudo) => {
             if packet.hop_limit != ND_HOP_LIMIT {
                 // RFC 4861 §6.1.1, §6.1.2: a receiver drops it.
@@ -182,10 +168,7 @@ pub fn decode_packet(packet: &Packet<'_>, config: &ParseConfig) -> Record {
                 Some((src, dst)) => NdMessage::parse_checked(packet.payload, &src, &dst),
                 None => NdMessage::parse(packet.payload),
             };
-            (
-                result.map(Decoded::RouterDiscovery),
-                ChecksumCheck::Verified,
-            )
+            (result.map(Decoded::RouterDiscovery), ChecksumCheck::Verified)
         }
     };
     let (text, outcome, checksum) = match result {
@@ -330,11 +313,7 @@ impl fmt::Display for Summary {
 }
 
 /// Writes one record as a line.
-pub fn write_record(
-    out: &mut dyn Write,
-    record: &Record,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+pub fn write_record(out: &mut dyn Write, record: &Record, format: OutputFormat) -> anyhow::Result<()> {
     match format {
         OutputFormat::Text => writeln!(out, "{record}")?,
         OutputFormat::Json => {
@@ -346,11 +325,7 @@ pub fn write_record(
 }
 
 /// Writes the summary line (JSON: `{"summary": {...}}`).
-pub fn write_summary(
-    out: &mut dyn Write,
-    summary: &Summary,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+pub fn write_summary(out: &mut dyn Write, summary: &Summary, format: OutputFormat) -> anyhow::Result<()> {
     match format {
         OutputFormat::Text => writeln!(out, "{summary}")?,
         OutputFormat::Json => {
@@ -358,8 +333,7 @@ pub fn write_summary(
             struct Line<'a> {
                 summary: &'a Summary,
             }
-            serde_json::to_writer(&mut *out, &Line { summary })
-                .context("serializing the summary")?;
+            serde_json::to_writer(&mut *out, &Line { summary }).context("serializing the summary")?;
             writeln!(out)?;
         }
     }
@@ -371,12 +345,7 @@ pub fn write_summary(
 /// Fails when the file cannot be opened or is not a capture, and — after writing what was read
 /// and the summary — when it cannot be read to its end. Undecodable messages are error records,
 /// not failures.
-pub fn run(
-    path: &Path,
-    config: &ParseConfig,
-    format: OutputFormat,
-    out: &mut dyn Write,
-) -> anyhow::Result<Summary> {
+pub fn run(path: &Path, config: &ParseConfig, format: OutputFormat, out: &mut dyn Write) -> anyhow::Result<Summary> {
     let capture = Capture::open(path)?;
     let summary = decode_with(&capture, config, |record| write_record(out, record, format))?;
     write_summary(out, &summary, format)?;

@@ -27,14 +27,13 @@ use std::time::Duration;
 use anyhow::Context;
 use pmip6_wire::flow::{FlowIdentification, FlowStatus, FlowSubOption, flow_binding_action};
 use pmip6_wire::nd::{
-    DEFAULT_WEAK_HOST_FLAG_BIT, LinkLayerAddress, NdMessage, NdOption, PrefixInformation,
-    RouterAdvertisement,
+    DEFAULT_WEAK_HOST_FLAG_BIT, LinkLayerAddress, NdMessage, NdOption, PrefixInformation, RouterAdvertisement,
 };
 use pmip6_wire::selector::{Ipv6Selector, TrafficSelector};
 use pmip6_wire::{
-    AccessTechnologyType, BaFlags, BaStatus, BindingAck, BindingUpdate, BuFlags, HandoffIndicator,
-    Heartbeat, HeartbeatFlags, Message, MnIdentifier, MobilityOption, NotificationReason,
-    ParseConfig, Prefix, Timestamp, UpaStatus, UpdateNotification, UpdateNotificationAck, UpnFlags,
+    AccessTechnologyType, BaFlags, BaStatus, BindingAck, BindingUpdate, BuFlags, HandoffIndicator, Heartbeat,
+    HeartbeatFlags, Message, MnIdentifier, MobilityOption, NotificationReason, ParseConfig, Prefix, Timestamp,
+    UpaStatus, UpdateNotification, UpdateNotificationAck, UpnFlags,
 };
 
 use crate::capture::{EthernetAddrs, mh_frame, nd_frame, write_pcap};
@@ -119,10 +118,7 @@ fn mn_id() -> MobilityOption {
 }
 
 fn muho(prefix: Prefix) -> MobilityOption {
-    MobilityOption::MuHo {
-        option_type: ParseConfig::DEFAULT_MUHO_OPTION_TYPE,
-        prefix,
-    }
+    MobilityOption::MuHo { option_type: ParseConfig::DEFAULT_MUHO_OPTION_TYPE, prefix }
 }
 
 fn pbu(att: AccessTechnologyType, mac: [u8; 6], time: Duration) -> Message {
@@ -230,14 +226,8 @@ pub fn steps() -> Vec<Step> {
     use AccessTechnologyType::{Ieee80211, Utran};
     let pref1 = Prefix::new(PREF1, 64);
     let pref2 = Prefix::new(PREF2, 64);
-    let mh = |label, time, eth, src, dst, message| Step {
-        label,
-        time,
-        eth,
-        src,
-        dst,
-        message: Decoded::Mobility(message),
-    };
+    let mh =
+        |label, time, eth, src, dst, message| Step { label, time, eth, src, dst, message: Decoded::Mobility(message) };
     vec![
         mh(
             "1 MAG1→LMA PBU, if1 over WLAN, empty MuHo",
@@ -253,14 +243,7 @@ pub fn steps() -> Vec<Step> {
             eth(LMA_MAC, MAG1_MAC),
             LMA,
             MAG1,
-            pba(
-                Ieee80211,
-                MN_IF1_MAC,
-                MAG1_LINK_LOCAL,
-                PREF1,
-                at(0),
-                Prefix::ALL_ZERO,
-            ),
+            pba(Ieee80211, MN_IF1_MAC, MAG1_LINK_LOCAL, PREF1, at(0), Prefix::ALL_ZERO),
         ),
         Step {
             label: "3 MAG1→MN RA, pref1, weak-host flag",
@@ -296,21 +279,10 @@ pub fn steps() -> Vec<Step> {
                 sequence: 1,
                 reason: NotificationReason::UpdateSessionParameters,
                 flags: UpnFlags::A,
-                options: vec![
-                    mn_id(),
-                    MobilityOption::HomeNetworkPrefix(pref1),
-                    muho(pref2),
-                ],
+                options: vec![mn_id(), MobilityOption::HomeNetworkPrefix(pref1), muho(pref2)],
             }),
         ),
-        mh(
-            "7 MAG1→LMA UPA success",
-            at(5_003),
-            eth(MAG1_MAC, LMA_MAC),
-            MAG1,
-            LMA,
-            upa(1),
-        ),
+        mh("7 MAG1→LMA UPA success", at(5_003), eth(MAG1_MAC, LMA_MAC), MAG1, LMA, upa(1)),
         mh(
             "8 LMA→MAG2 UPN flow-mobility, flow CN:5004 → pref1::1:40000 to MAG2",
             at(10_000),
@@ -328,25 +300,14 @@ pub fn steps() -> Vec<Step> {
                 ],
             }),
         ),
-        mh(
-            "9 MAG2→LMA UPA success",
-            at(10_001),
-            eth(MAG2_MAC, LMA_MAC),
-            MAG2,
-            LMA,
-            upa(2),
-        ),
+        mh("9 MAG2→LMA UPA success", at(10_001), eth(MAG2_MAC, LMA_MAC), MAG2, LMA, upa(2)),
         mh(
             "10 LMA→MAG1 heartbeat request",
             at(30_000),
             eth(LMA_MAC, MAG1_MAC),
             LMA,
             MAG1,
-            Message::Heartbeat(Heartbeat {
-                flags: HeartbeatFlags::empty(),
-                sequence: 1,
-                options: vec![],
-            }),
+            Message::Heartbeat(Heartbeat { flags: HeartbeatFlags::empty(), sequence: 1, options: vec![] }),
         ),
         mh(
             "10 MAG1→LMA heartbeat response, restart counter",
@@ -368,12 +329,7 @@ pub fn write_capture(path: &Path) -> anyhow::Result<Vec<Step>> {
     let steps = steps();
     let frames = steps
         .iter()
-        .map(|s| {
-            Ok((
-                s.time,
-                s.frame().with_context(|| format!("frame {}", s.label))?,
-            ))
-        })
+        .map(|s| Ok((s.time, s.frame().with_context(|| format!("frame {}", s.label))?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     write_pcap(path, &frames)?;
     Ok(steps)
@@ -392,45 +348,25 @@ pub enum TsharkView {
 
 /// Runs `tshark -n -r path` (no name resolution, so the output does not depend on the host).
 pub fn tshark_view(path: &Path) -> TsharkView {
-    match Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(path)
-        .output()
-    {
+    match Command::new("tshark").arg("-n").arg("-r").arg(path).output() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => TsharkView::NotInstalled,
         Err(e) => TsharkView::Failed(e.to_string()),
         Ok(output) if output.status.success() => {
             TsharkView::Summaries(String::from_utf8_lossy(&output.stdout).into_owned())
         }
-        Ok(output) => TsharkView::Failed(format!(
-            "{}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
+        Ok(output) => {
+            TsharkView::Failed(format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim()))
+        }
     }
 }
 
 /// Writes the capture to `pcap`, then decodes it into `out` with the decoder of `pmip6 decode`.
 /// The legend and Wireshark's view go to `info` (the same stream as `out` for text; standard
 /// error for JSON, so that `out` stays one JSON object per line).
-pub fn run(
-    pcap: &Path,
-    format: OutputFormat,
-    out: &mut dyn Write,
-    info: &mut dyn Write,
-) -> anyhow::Result<()> {
+pub fn run(pcap: &Path, format: OutputFormat, out: &mut dyn Write, info: &mut dyn Write) -> anyhow::Result<()> {
     let steps = write_capture(pcap)?;
-    writeln!(
-        info,
-        "Figure 4 of draft-bernardos-mif-pmip-02: {} frames written to {}",
-        steps.len(),
-        pcap.display()
-    )?;
-    writeln!(
-        info,
-        "  LMA {LMA}   MAG1 {MAG1} (WLAN)   MAG2 {MAG2} (3G)   MN {MN_ID}"
-    )?;
+    writeln!(info, "Figure 4 of draft-bernardos-mif-pmip-02: {} frames written to {}", steps.len(), pcap.display())?;
+    writeln!(info, "  LMA {LMA}   MAG1 {MAG1} (WLAN)   MAG2 {MAG2} (3G)   MN {MN_ID}")?;
     for (i, step) in steps.iter().enumerate() {
         writeln!(info, "  frame {:>2}: step {}", i + 1, step.label)?;
     }
@@ -438,17 +374,12 @@ pub fn run(
     info.flush()?;
     decode::run(pcap, &ParseConfig::default(), format, out)?;
     out.flush()?;
-    writeln!(
-        info,
-        "\n== Wireshark's view: tshark -n -r {}",
-        pcap.display()
-    )?;
+    writeln!(info, "\n== Wireshark's view: tshark -n -r {}", pcap.display())?;
     match tshark_view(pcap) {
         TsharkView::Summaries(text) => write!(info, "{text}")?,
-        TsharkView::NotInstalled => writeln!(
-            info,
-            "tshark is not installed; to compare with Wireshark: apt-get install -y tshark"
-        )?,
+        TsharkView::NotInstalled => {
+            writeln!(info, "tshark is not installed; to compare with Wireshark: apt-get install -y tshark")?
+        }
         TsharkView::Failed(why) => writeln!(info, "tshark failed: {why}")?,
     }
     Ok(())

@@ -21,11 +21,7 @@ use pmip6::demo;
 use pmip6_wire::ParseConfig;
 
 #[derive(Parser)]
-#[command(
-    name = "pmip6",
-    version,
-    about = "Proxy Mobile IPv6 with multihoming and flow mobility"
-)]
+#[command(name = "pmip6", version, about = "Proxy Mobile IPv6 with multihoming and flow mobility")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -56,31 +52,21 @@ enum Cmd {
 }
 
 fn muho_type(text: &str) -> Result<u8, String> {
-    let value: u8 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number from 0 to 255"))?;
+    let value: u8 = text.parse().map_err(|_| format!("`{text}` is not a number from 0 to 255"))?;
     ParseConfig::with_muho_option_type(value).map(|_| value).ok_or_else(|| {
         format!("{value} is an assigned mobility option type; MuHo travels as 18 (experimental) or an unassigned type 71-255")
     })
 }
 
 fn format(json: bool) -> OutputFormat {
-    if json {
-        OutputFormat::Json
-    } else {
-        OutputFormat::Text
-    }
+    if json { OutputFormat::Json } else { OutputFormat::Text }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cli.command {
-        Cmd::Decode {
-            file,
-            json,
-            muho_type,
-        } => {
+        Cmd::Decode { file, json, muho_type } => {
             let config = ParseConfig::with_muho_option_type(muho_type)
                 .ok_or_else(|| anyhow::anyhow!("invalid MuHo option type {muho_type}"))?;
             decode::run(&file, &config, format(json), &mut out)?;
@@ -106,8 +92,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // A reader that went away (`| head`) is not a failure.
             if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
                 return ExitCode::SUCCESS;
             }
