@@ -6,7 +6,9 @@
 //!
 //! Each MN registers two interfaces (WLAN and UTRAN, at different MAGs, both with the empty
 //! MuHo), as in the draft's use case; notifications are off so only steady state is measured
-//! (the engine's own `binding_cache_memory` test measures the same way).
+//! (the engine's own `binding_cache_memory` test measures the same way). Two runs: the LMA with
+//! flow steering off (the binding cache alone), then with it on (its default), so the cost of
+//! the flow engine's per-MN state shows.
 //!
 //! Run: `PMIP6_MEMORY_MNS=1000000 cargo bench -p pmip6-engine --bench binding_memory`
 //! (default 100,000 MNs). Not a criterion benchmark: one measurement, printed.
@@ -70,11 +72,20 @@ const LMAA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 
 fn main() {
     let mns: u32 = std::env::var("PMIP6_MEMORY_MNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    for steering in [false, true] {
+        measure(mns, steering);
+    }
+}
+
+fn measure(mns: u32, steering: bool) {
     let now = Duration::from_secs(1_700_000_000);
     let ts = Timestamp::from_unix(now);
     let mut c = LmaConfig::new(LMAA);
     c.prefix_pools = vec![Prefix::new("2001:db8::".parse().unwrap(), 32)];
     c.notify = NotifyMode::Off;
+    if !steering {
+        c.flow = None;
+    }
     let before = HEAP.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut lma = Lma::new(c);
@@ -108,11 +119,13 @@ fn main() {
     let bindings = lma.binding_cache().len();
     assert_eq!(bindings, 2 * mns as usize);
     let per_binding = bytes as f64 / bindings as f64;
-    println!("{mns} MNs x 2 interfaces = {bindings} bindings in {elapsed:.2?}");
+    let what = if steering { "flow steering on" } else { "flow steering off" };
+    println!("{mns} MNs x 2 interfaces = {bindings} bindings in {elapsed:.2?}, {what}");
     println!("  LMA heap:                  {bytes} bytes, {per_binding:.0} bytes per binding (goal <= 512)");
     println!(
         "  baseline, essential fields: {:.0} bytes per binding (MN-ID, MN-LL-ID, prefix, Proxy-CoA, ATT, lifetime, timestamp, sequence)",
         essential as f64 / bindings as f64
     );
     println!("  baseline, size_of::<Attachment>(): {} bytes", std::mem::size_of::<Attachment>());
+    drop(lma);
 }

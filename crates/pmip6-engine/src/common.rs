@@ -99,6 +99,12 @@ pub enum Resource {
         /// The LMAA.
         peer: Ipv6Addr,
     },
+    /// At the LMA: downlink packets of one flow or selector go into the tunnel to one MAG, or
+    /// follow the per-prefix route (draft-bernardos-mif-pmip-02 §4.2, §5.3; RFC 7864).
+    ///
+    /// Ordering rule: a steering entry into a tunnel is added after that [`Resource::Tunnel`]
+    /// and removed before it, so that no entry ever points into a missing tunnel.
+    Steering(crate::flow::Steering),
 }
 
 /// A change of data-plane state.

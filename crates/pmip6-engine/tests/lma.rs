@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use pmip6_engine::flow::{OperatorRule, Route, Rule, Scope, Steering, TargetSpec, Verdict};
 use pmip6_engine::lma::{
     BindingState, DeleteReason, Lma, LmaConfig, LmaEvent, MessageOrdering, MobileNodePolicy, NotificationAnswer,
     NotifyMode, RevocationScope,
@@ -291,6 +292,14 @@ fn find<T>(options: &[MobilityOption], f: impl Fn(&MobilityOption) -> Option<T>)
 struct DataPlane {
     tunnels: BTreeSet<Ipv6Addr>,
     routes: BTreeMap<Prefix, Ipv6Addr>,
+    steering: BTreeSet<Steering>,
+}
+
+fn steering_tunnel(s: &Steering) -> Option<Ipv6Addr> {
+    match s {
+        Steering::Flow { route: Route::Tunnel(p), .. } | Steering::Selector { route: Route::Tunnel(p), .. } => Some(*p),
+        _ => None,
+    }
 }
 
 impl DataPlane {
@@ -303,6 +312,19 @@ impl DataPlane {
             Intent::Remove(Resource::Tunnel { peer, .. }) => {
                 assert!(self.tunnels.remove(peer), "tunnel to {peer} removed but absent");
                 assert!(!self.routes.values().any(|p| p == peer), "tunnel to {peer} removed under a route");
+                assert!(
+                    !self.steering.iter().any(|s| steering_tunnel(s) == Some(*peer)),
+                    "tunnel to {peer} removed under a steering entry"
+                );
+            }
+            Intent::Add(Resource::Steering(st)) => {
+                if let Some(peer) = steering_tunnel(st) {
+                    assert!(self.tunnels.contains(&peer), "steering {st:?} into missing tunnel {peer}");
+                }
+                assert!(self.steering.insert(st.clone()), "steering {st:?} added twice");
+            }
+            Intent::Remove(Resource::Steering(st)) => {
+                assert!(self.steering.remove(st), "steering {st:?} removed but absent");
             }
             Intent::Add(Resource::PrefixToTunnel { prefix, peer }) => {
                 assert!(self.tunnels.contains(peer), "route {prefix} into missing tunnel {peer}");
@@ -382,6 +404,10 @@ impl World {
         }
         assert_eq!(self.dp.routes, routes, "data plane routes = active entries' prefixes");
         assert_eq!(self.dp.tunnels, tunnels, "data plane tunnels = MAGs with active attachments");
+        if let Some(flows) = self.lma.flow_steering() {
+            let installed: BTreeSet<Steering> = flows.installed().into_iter().collect();
+            assert_eq!(self.dp.steering, installed, "data plane steering = the flow engine's");
+        }
         if let Some(t) = self.lma.poll_timeout() {
             assert!(t > self.now, "a deadline in the past was left behind: {t:?} <= {:?}", self.now);
         }
@@ -1751,6 +1777,8 @@ fn binding_cache_memory_per_binding_stays_under_512_bytes() {
     c.prefix_pools = vec![Prefix::new("2001:db8::".parse().unwrap(), 32)];
     // Measure the steady state: notifications waiting for their UPA are transient.
     c.notify = NotifyMode::Off;
+    // The binding cache alone: the flow-mobility engine's per-node state has its own budget.
+    c.flow = None;
     let before = HEAP.with(Cell::get);
     let mut lma = Lma::new(c);
     let now = T0;
@@ -1799,4 +1827,246 @@ fn binding_cache_memory_per_binding_stays_under_512_bytes() {
     while lma.poll_intent().is_some() {}
     while lma.poll_event().is_some() {}
     assert!(lma.binding_cache().is_empty());
+}
+
+// ---- flow mobility: draft-bernardos-mif-pmip-02 §4.2, §5.3; RFC 7864 ---------------------------
+
+const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xcccc, 0, 0, 0, 0, 1);
+
+/// A downlink UDP packet from the correspondent node.
+fn udp6(dst: Ipv6Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    p.extend_from_slice(&CN.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 8, 0, 0]);
+    p
+}
+
+fn host(prefix: Prefix, n: u16) -> Ipv6Addr {
+    let s = prefix.addr.segments();
+    Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, n)
+}
+
+fn udp_dport(port: u16) -> pmip6_wire::selector::TrafficSelector {
+    use pmip6_wire::selector::{FieldRange, Ipv6Selector, TrafficSelector};
+    TrafficSelector::Ipv6(Ipv6Selector {
+        dst_port: Some(FieldRange::exact(port)),
+        next_header: Some(FieldRange::exact(17)),
+        ..Ipv6Selector::default()
+    })
+}
+
+impl World {
+    fn packet(&mut self, bytes: &[u8]) -> (u16, Route) {
+        let v = self.lma.handle_packet(self.now, bytes).expect("classified");
+        self.step();
+        match v {
+            Verdict::Flow { fid, route, .. } => (fid, route),
+            other => panic!("expected a flow, got {other:?}"),
+        }
+    }
+
+    fn steering_intents(&mut self) -> Vec<Intent> {
+        self.take_intents()
+            .into_iter()
+            .filter(|i| matches!(i, Intent::Add(Resource::Steering(_)) | Intent::Remove(Resource::Steering(_))))
+            .collect()
+    }
+
+    /// The MN on WLAN at MAG1 (its prefix first) and on UTRAN at MAG2, as two sessions.
+    fn attach_two(&mut self, muho: bool) -> (Prefix, Prefix) {
+        let mut wlan = pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1));
+        let mut utran = pbu("mn@example.net").att(Att::Utran).lli(mac(2));
+        if muho {
+            wlan = wlan.muho();
+            utran = utran.muho();
+        }
+        let a = self.register(mag(1), &wlan);
+        let b = self.register(mag(2), &utran);
+        // Answer the prefix-set notifications (draft §5.2.3).
+        for m in self.take_sent(mag(1)) {
+            if let Message::UpdateNotification(u) = m {
+                self.deliver(mag(1), upa(u.sequence, UpaStatus::Success));
+            }
+        }
+        (hnps_of(&a.options)[0], hnps_of(&b.options)[0])
+    }
+}
+
+fn flow_key(dst: Ipv6Addr, sport: u16, dport: u16) -> pmip6_engine::flow::FlowKey {
+    pmip6_engine::flow::classify(&udp6(dst, sport, dport)).expect("classified").key
+}
+
+#[test]
+fn draft_4_2_operator_rule_steers_matching_flows_moves_fail_over_and_leave_nothing() {
+    let mut w = World::new(config());
+    let (pref1, pref2) = w.attach_two(true);
+    let rule = Rule::new(udp_dport(5004), TargetSpec::AccessTechnology(Att::Utran));
+    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
+    w.step();
+    w.take_intents();
+    let mn = nai("mn@example.net");
+
+    // A matching packet to pref1 (routed to MAG1) goes to the UTRAN attachment at MAG2.
+    let (video, r) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
+    assert_eq!(r, Route::Tunnel(mag(2)));
+    let video_key = flow_key(host(pref1, 1), 40000, 5004);
+    assert_eq!(
+        w.steering_intents(),
+        vec![Intent::Add(Resource::Steering(Steering::Flow { key: video_key, route: Route::Tunnel(mag(2)) }))]
+    );
+    // A non-matching one follows the per-prefix route (RFC 5213 §5.6.2).
+    let (web, r) = w.packet(&udp6(host(pref1, 1), 40001, 80));
+    assert_eq!(r, Route::PrefixRoute);
+    let web_key = flow_key(host(pref1, 1), 40001, 80);
+    assert_eq!(
+        w.steering_intents(),
+        vec![Intent::Add(Resource::Steering(Steering::Flow { key: web_key, route: Route::PrefixRoute }))]
+    );
+    let (video2, _) = w.packet(&udp6(host(pref2, 1), 40002, 5004));
+    let (video3, _) = w.packet(&udp6(host(pref1, 2), 40003, 5004));
+    w.take_intents();
+
+    // An explicit move switches one flow, not the other.
+    assert_eq!(w.lma.move_flow(w.now, &mn, video, TargetSpec::Mag(mag(1))), Ok(Route::Tunnel(mag(1))));
+    w.step();
+    assert_eq!(
+        w.steering_intents(),
+        vec![
+            Intent::Remove(Resource::Steering(Steering::Flow { key: video_key, route: Route::Tunnel(mag(2)) })),
+            Intent::Add(Resource::Steering(Steering::Flow { key: video_key, route: Route::Tunnel(mag(1)) })),
+        ]
+    );
+    let flows = w.lma.flow_steering().unwrap();
+    assert_eq!(flows.flow(&mn, web).unwrap().route, Route::PrefixRoute);
+    assert_eq!(flows.flow(&mn, video2).unwrap().route, Route::Tunnel(mag(2)));
+
+    // The UTRAN attachment goes: its flows move at once, in the same step, and its tunnel is
+    // removed only after the steering into it (the fake data plane checks the order).
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).lli(mac(2)).hnp(pref2).lifetime(0).seq(2));
+    let flows = w.lma.flow_steering().unwrap();
+    // The rule's fallback (next rule, none left) is the per-prefix route: pref1 via MAG1.
+    assert_eq!(flows.flow(&mn, video3).unwrap().route, Route::PrefixRoute, "failover");
+    assert_eq!(w.dp.routes.get(&pref1), Some(&mag(1)));
+    assert!(flows.flow(&mn, video2).is_none(), "pref2 left with the UTRAN session");
+    assert!(!w.dp.steering.iter().any(|s| steering_tunnel(s) == Some(mag(2))));
+    assert!(!w.dp.tunnels.contains(&mag(2)));
+
+    // The MN leaves: every steering entry is withdrawn.
+    w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).hnp(pref1).lifetime(0).seq(2));
+    w.advance(secs(10));
+    assert!(w.lma.binding_cache().is_empty());
+    assert!(w.dp.steering.is_empty(), "left behind: {:?}", w.dp.steering);
+    assert!(w.lma.flow_steering().unwrap().installed().is_empty());
+}
+
+#[test]
+fn rfc7864_3_1_make_before_break_commits_after_the_upa() {
+    let mut w = World::new(config());
+    let (pref1, _pref2) = w.attach_two(false);
+    let mn = nai("mn@example.net");
+    let (fid, r) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
+    assert_eq!(r, Route::PrefixRoute);
+    let key = flow_key(host(pref1, 1), 40000, 5004);
+    w.take_intents();
+
+    // MAG2 does not route pref1: it is asked first, and the flow stays where it is.
+    assert_eq!(w.lma.move_flow(w.now, &mn, fid, TargetSpec::Mag(mag(2))), Ok(Route::PrefixRoute));
+    w.step();
+    assert!(w.steering_intents().is_empty(), "no move before the UPA");
+    let sent = w.take_sent(mag(2));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let u = upn(&sent[0]).clone();
+    assert_eq!(u.reason, pmip6_wire::NotificationReason::FlowMobility);
+    assert!(u.flags.contains(UpnFlags::A));
+    assert!(u.options.contains(&MobilityOption::MnIdentifier(mn.clone())));
+    assert_eq!(hnps_of(&u.options), vec![pref1]);
+    // RFC 6089 §4.2: the moving flow, by its 6-tuple.
+    let fids: Vec<_> = u
+        .options
+        .iter()
+        .filter_map(|o| match o {
+            MobilityOption::FlowIdentification(fi) => Some((fi.fid, fi.traffic_selector().cloned())),
+            _ => None,
+        })
+        .collect();
+    let exact = pmip6_wire::selector::Ipv6Selector::exact_six_tuple(CN, host(pref1, 1), 40000, 5004, 0, 17);
+    assert_eq!(fids, vec![(fid, Some(pmip6_wire::selector::TrafficSelector::Ipv6(exact)))]);
+
+    // Retransmitted like the other notifications, with the same sequence number.
+    w.advance(secs(1));
+    let again = w.take_sent(mag(2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(upn(&again[0]).sequence, u.sequence);
+
+    // SUCCESS: MAG2 now routes pref1, and the held move commits.
+    w.deliver(mag(2), upa(u.sequence, UpaStatus::Success));
+    assert_eq!(
+        w.steering_intents(),
+        vec![
+            Intent::Remove(Resource::Steering(Steering::Flow { key, route: Route::PrefixRoute })),
+            Intent::Add(Resource::Steering(Steering::Flow { key, route: Route::Tunnel(mag(2)) })),
+        ]
+    );
+    // A second flow of pref1 moves to MAG2 at once: no second notification.
+    let (fid2, _) = w.packet(&udp6(host(pref1, 1), 40001, 5004));
+    w.take_intents();
+    assert_eq!(w.lma.move_flow(w.now, &mn, fid2, TargetSpec::Mag(mag(2))), Ok(Route::Tunnel(mag(2))));
+    w.step();
+    assert!(w.take_sent(mag(2)).is_empty());
+}
+
+#[test]
+fn rfc7864_upa_132_refuses_the_move_and_the_flow_falls_back() {
+    let mut w = World::new(config());
+    let (pref1, _) = w.attach_two(false);
+    let mn = nai("mn@example.net");
+    let (fid, _) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
+    w.take_intents();
+    w.lma.move_flow(w.now, &mn, fid, TargetSpec::Mag(mag(2))).unwrap();
+    w.step();
+    let sent = w.take_sent(mag(2));
+    let u = upn(&sent[0]).clone();
+    w.deliver(mag(2), upa(u.sequence, UpaStatus::MnNotAttached));
+    assert!(w.steering_intents().iter().all(|i| !matches!(
+        i,
+        Intent::Add(Resource::Steering(Steering::Flow { route: Route::Tunnel(p), .. })) if *p == mag(2)
+    )));
+    assert_eq!(w.lma.flow_steering().unwrap().flow(&mn, fid).unwrap().route, Route::PrefixRoute);
+    // Answered: no retransmission.
+    w.advance(secs(60));
+    assert!(w.take_sent(mag(2)).is_empty());
+}
+
+#[test]
+fn flow_mobility_off_leaves_base_behaviour() {
+    let mut c = config();
+    c.flow = None;
+    let mut w = World::new(c);
+    let (pref1, _) = w.attach_two(true);
+    let v = w.lma.handle_packet(w.now, &udp6(host(pref1, 1), 1, 2)).unwrap();
+    assert_eq!(v, Verdict::NotMobileNode);
+    w.step();
+    assert!(w.steering_intents().is_empty());
+}
+
+#[test]
+fn rfc7864_no_answer_is_a_refusal_after_the_last_retransmission() {
+    let mut w = World::new(config());
+    let (pref1, _) = w.attach_two(false);
+    let mn = nai("mn@example.net");
+    let (fid, _) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
+    w.take_intents();
+    w.lma.move_flow(w.now, &mn, fid, TargetSpec::Mag(mag(2))).unwrap();
+    w.step();
+    w.advance(secs(120));
+    let upns = w.take_sent(mag(2)).iter().filter(|m| matches!(m, Message::UpdateNotification(_))).count();
+    assert_eq!(upns, 4, "the first transmission and three retransmissions");
+    assert!(w.take_events().iter().any(|e| matches!(e, LmaEvent::NotificationGivenUp { peer, .. } if *peer == mag(2))));
+    assert!(!w.dp.steering.iter().any(|s| steering_tunnel(s) == Some(mag(2))));
+    // The flow went idle meanwhile and its steering was withdrawn.
+    assert!(w.lma.flow_steering().unwrap().flow(&mn, fid).is_none());
+    assert!(w.dp.steering.is_empty());
 }

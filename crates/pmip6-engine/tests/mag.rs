@@ -1454,3 +1454,28 @@ fn bad_configuration_is_adjusted() {
     h.run_until(at(10));
     assert!(h.mag.binding_update_list().is_empty(), "one transmission, then given up");
 }
+
+/// RFC 7864 §3.1: a FLOW-MOBILITY notification names, in HNP options, a prefix of the MN's
+/// session elsewhere: this MAG routes it to the MN (like a MuHo prefix) and acknowledges; the
+/// MN's own prefix and a repeat change nothing.
+#[test]
+fn flow_mobility_notification_routes_the_other_sessions_prefix() {
+    let mut h = Harness::new(config());
+    h.bind(WLAN, MAC1, p("2001:db8:1::"), &[]);
+    h.take_sent();
+    h.take_intents();
+    let ll = mn_ll(MAC1);
+    let options = vec![MobilityOption::MnIdentifier(mn1()), MobilityOption::HomeNetworkPrefix(p("2001:db8:2::"))];
+    h.receive(upn(21, NotificationReason::FlowMobility, UpnFlags::A, options.clone()));
+    let intents = h.take_intents();
+    assert_eq!(adds(&intents), muho_routes(p("2001:db8:2::"), WLAN, ll).into_iter().collect());
+    assert!(removes(&intents).is_empty());
+    assert_eq!(h.take_mobility().iter().map(upa_of).collect::<Vec<_>>(), [(21, UpaStatus::Success)]);
+    h.receive(upn(22, NotificationReason::FlowMobility, UpnFlags::A, options));
+    assert!(h.take_intents().is_empty());
+    assert_eq!(h.take_mobility().iter().map(upa_of).collect::<Vec<_>>(), [(22, UpaStatus::Success)]);
+    // An MN without a session here: 132.
+    let other = vec![MobilityOption::MnIdentifier(mn2()), MobilityOption::HomeNetworkPrefix(p("2001:db8:2::"))];
+    h.receive(upn(23, NotificationReason::FlowMobility, UpnFlags::A, other));
+    assert_eq!(h.take_mobility().iter().map(upa_of).collect::<Vec<_>>(), [(23, UpaStatus::MnNotAttached)]);
+}

@@ -11,6 +11,7 @@ use core::fmt;
 use core::net::Ipv6Addr;
 use std::collections::BTreeSet;
 
+use pmip6_engine::flow::{Route, Steering};
 use pmip6_engine::{Intent, Now, Resource};
 
 /// A broken data-plane promise.
@@ -20,7 +21,8 @@ pub enum Violation {
     AddPresent(Resource),
     /// A remove of a resource that was not installed.
     RemoveAbsent(Resource),
-    /// A route (`PrefixToTunnel` or `SourceRouteToTunnel`) into a tunnel that is not up.
+    /// A route (`PrefixToTunnel` or `SourceRouteToTunnel`) or a steering entry into a tunnel
+    /// that is not up.
     RouteIntoMissingTunnel(Resource),
     /// A tunnel removed while a route still leads into it.
     TunnelRemovedUnderRoute {
@@ -138,10 +140,12 @@ impl DataPlane {
     }
 }
 
-/// The tunnel a route leads into, by its peer.
+/// The tunnel a route or a steering entry leads into, by its peer.
 fn tunnel_of(resource: &Resource) -> Option<Ipv6Addr> {
     match resource {
         Resource::PrefixToTunnel { peer, .. } | Resource::SourceRouteToTunnel { peer, .. } => Some(*peer),
+        Resource::Steering(Steering::Flow { route: Route::Tunnel(peer), .. })
+        | Resource::Steering(Steering::Selector { route: Route::Tunnel(peer), .. }) => Some(*peer),
         _ => None,
     }
 }
@@ -191,6 +195,34 @@ mod tests {
         assert!(matches!(dp.violations().last().map(|v| &v.1), Some(Violation::TunnelRemovedUnderRoute { .. })));
         assert_eq!(dp.violations().len(), 6);
         assert_eq!(dp.resources().iter().collect::<Vec<_>>(), vec![&route]);
+    }
+
+    #[test]
+    fn steering_into_a_missing_tunnel_is_a_violation() {
+        use pmip6_engine::flow::{FlowKey, IpVersion, PortSource};
+        let t = Duration::ZERO;
+        let key = FlowKey {
+            src: OTHER,
+            dst: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1),
+            src_port: 1,
+            dst_port: 5004,
+            flow_label: 0,
+            protocol: 17,
+            version: IpVersion::V6,
+            ports: PortSource::Transport,
+        };
+        let steering = Resource::Steering(Steering::Flow { key, route: Route::Tunnel(PEER) });
+        let tunnel = Resource::Tunnel { local: LOCAL, peer: PEER };
+        let mut dp = DataPlane::new(LOCAL);
+        dp.apply(t, &Intent::Add(steering.clone()));
+        assert_eq!(dp.violations().last().map(|v| &v.1), Some(&Violation::RouteIntoMissingTunnel(steering.clone())));
+        dp.apply(t, &Intent::Add(tunnel.clone()));
+        dp.apply(t, &Intent::Remove(tunnel));
+        assert!(matches!(dp.violations().last().map(|v| &v.1), Some(Violation::TunnelRemovedUnderRoute { .. })));
+        let base = Resource::Steering(Steering::Flow { key, route: Route::PrefixRoute });
+        let before = dp.violations().len();
+        dp.apply(t, &Intent::Add(base));
+        assert_eq!(dp.violations().len(), before);
     }
 
     #[test]

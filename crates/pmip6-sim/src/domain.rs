@@ -359,6 +359,14 @@ impl Domain {
         &self.lma.engine
     }
 
+    /// Drives the LMA's flow-mobility API (operator rules, moves, downlink packets) at the
+    /// current time; what it produces goes out like any other LMA output.
+    pub fn with_lma<R>(&mut self, f: impl FnOnce(&mut Lma, Now) -> R) -> R {
+        let result = f(&mut self.lma.engine, self.now);
+        self.drain_lma();
+        result
+    }
+
     /// The LMA's data plane.
     pub fn lma_data_plane(&self) -> &DataPlane {
         &self.lma.data_plane

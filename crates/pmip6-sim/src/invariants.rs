@@ -34,7 +34,8 @@ pub fn registration_budget(config: &MagConfig) -> Duration {
 impl Domain {
     /// What the LMA's data plane must hold given its binding cache: for each active entry, one
     /// route per prefix into the tunnel of its route peer, and one tunnel per MAG with an
-    /// active attachment (RFC 5213 §5.6; the engine's documented invariant).
+    /// active attachment (RFC 5213 §5.6; the engine's documented invariant); plus every
+    /// steering entry its flow-mobility engine has installed.
     pub fn lma_implied_resources(&self) -> BTreeSet<Resource> {
         let lmaa = self.lma_config().lmaa;
         let mut out = BTreeSet::new();
@@ -50,6 +51,10 @@ impl Domain {
                     out.insert(Resource::PrefixToTunnel { prefix: *prefix, peer });
                 }
             }
+        }
+        // And what the flow-mobility engine steers (draft §4.2, §5.3).
+        if let Some(flows) = self.lma().flow_steering() {
+            out.extend(flows.installed().into_iter().map(Resource::Steering));
         }
         out
     }

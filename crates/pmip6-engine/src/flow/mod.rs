@@ -21,12 +21,12 @@
 //! polled (`poll_batch`, `poll_timeout`). Given the same inputs it produces the same outputs
 //! (all maps use a fixed-seed hasher; the split hash is fixed in [`policy::flow_hash`]).
 //!
-//! Wiring into the LMA (not done here): call [`FlowSteering::update_mobile_node`] whenever an
-//! MN's bindings change and [`FlowSteering::remove_mobile_node`] when its last one goes; turn each
-//! [`PrefixRequest`] into an RFC 7864 Update Notification (reason FLOW-MOBILITY) to that MAG and
-//! report the outcome (the MAG's prefixes in the next update, or
-//! [`FlowSteering::prefix_refused`]); carry [`Steering`] to the data plane as a new
-//! `common::Resource::Steering(Steering)` variant inside the usual `Intent::Add`/`Remove`.
+//! Wiring into the LMA (`lma::flows`): the LMA calls [`FlowSteering::update_mobile_node`]
+//! whenever an MN's bindings change and [`FlowSteering::remove_mobile_node`] when its last one
+//! goes; it turns each [`PrefixRequest`] into an RFC 7864 Update Notification (reason
+//! FLOW-MOBILITY) to that MAG and reports the outcome (the MAG's prefixes in the next update, or
+//! [`FlowSteering::prefix_refused`]); and it carries [`Steering`] to the data plane as
+//! `common::Resource::Steering` inside the usual `Intent::Add`/`Remove`.
 
 pub mod classify;
 pub mod policy;

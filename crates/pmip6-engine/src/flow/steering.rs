@@ -134,7 +134,8 @@ impl fmt::Display for MoveError {
 
 impl std::error::Error for MoveError {}
 
-/// One piece of steering state in the data plane.
+/// One piece of steering state in the data plane. Ordered (for sets of data-plane state) by
+/// kind, then key, precedence and route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Steering {
@@ -159,6 +160,73 @@ pub enum Steering {
         /// Where to.
         route: Route,
     },
+}
+
+impl Ord for Steering {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        match (self, other) {
+            (Self::Flow { key: a, route: ra }, Self::Flow { key: b, route: rb }) => a.cmp(b).then(ra.cmp(rb)),
+            (Self::Flow { .. }, Self::Selector { .. }) => core::cmp::Ordering::Less,
+            (Self::Selector { .. }, Self::Flow { .. }) => core::cmp::Ordering::Greater,
+            (
+                Self::Selector { selector: a, precedence: pa, route: ra },
+                Self::Selector { selector: b, precedence: pb, route: rb },
+            ) => pa.cmp(pb).then(ra.cmp(rb)).then_with(|| selector_order(a).cmp(&selector_order(b))),
+        }
+    }
+}
+
+impl PartialOrd for Steering {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One selector field's Start and End as numbers, for ordering.
+type FieldOrder = Option<(u128, Option<u128>)>;
+
+/// A total order key of a traffic selector, consistent with its equality: the format, then each
+/// field's Start and End in wire order, as 128-bit numbers (absent sorts first).
+fn selector_order(s: &TrafficSelector) -> (u8, Vec<FieldOrder>, &[u8]) {
+    fn pair<T: Copy + Into<u128>>(r: &Option<FieldRange<T>>) -> FieldOrder {
+        r.map(|r| (r.start.into(), r.end.map(Into::into)))
+    }
+    fn v6(r: &Option<FieldRange<Ipv6Addr>>) -> FieldOrder {
+        r.map(|r| (u128::from(r.start), r.end.map(u128::from)))
+    }
+    fn v4(r: &Option<FieldRange<Ipv4Addr>>) -> FieldOrder {
+        r.map(|r| (u128::from(u32::from(r.start)), r.end.map(|e| u128::from(u32::from(e)))))
+    }
+    match s {
+        TrafficSelector::Ipv4(x) => (
+            s.format(),
+            vec![
+                v4(&x.src_addr),
+                v4(&x.dst_addr),
+                pair(&x.spi),
+                pair(&x.src_port),
+                pair(&x.dst_port),
+                pair(&x.ds),
+                pair(&x.protocol),
+            ],
+            &[],
+        ),
+        TrafficSelector::Ipv6(x) => (
+            s.format(),
+            vec![
+                v6(&x.src_addr),
+                v6(&x.dst_addr),
+                pair(&x.spi),
+                pair(&x.flow_label),
+                pair(&x.src_port),
+                pair(&x.dst_port),
+                pair(&x.traffic_class),
+                pair(&x.next_header),
+            ],
+            &[],
+        ),
+        TrafficSelector::Unknown { format, data } => (*format, Vec::new(), data.as_slice()),
+    }
 }
 
 /// A change of steering state; the engine adds and removes each [`Steering`] exactly once.

@@ -11,6 +11,8 @@ use core::time::Duration;
 
 use pmip6_wire::{MnIdentifier, ParseConfig, Prefix};
 
+use crate::flow::FlowConfig;
+
 /// How the LMA orders Proxy Binding Updates (RFC 5213 §5.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageOrdering {
@@ -139,6 +141,11 @@ pub struct LmaConfig {
     /// Minimum interval between two Binding Error messages (RFC 6275 §9.3.3: rate-limited),
     /// 100 ms.
     pub binding_error_interval: Duration,
+    /// Flow mobility (draft-bernardos-mif-pmip-02 §4.2, §5.3; RFC 7864): the steering engine's
+    /// configuration, or `None` to steer nothing. The default is steering on with no operator
+    /// rule, so every flow follows the per-prefix route of RFC 5213 §5.6.2 until rules or moves
+    /// say otherwise.
+    pub flow: Option<FlowConfig>,
 }
 
 impl LmaConfig {
@@ -170,6 +177,7 @@ impl LmaConfig {
             initial_sequence: 0,
             initial_heartbeat_sequence: 0,
             binding_error_interval: Duration::from_millis(100),
+            flow: Some(FlowConfig::default()),
         }
     }
 

@@ -279,4 +279,13 @@ pub enum LmaEvent {
         /// What and why.
         problem: String,
     },
+    /// The flow-mobility engine refused a mobile node's bindings (too many prefixes or
+    /// attachments, or a prefix it already knows as another node's): its flows keep the last
+    /// accepted view.
+    SteeringRefused {
+        /// The mobile node.
+        mn_id: MnIdentifier,
+        /// Why.
+        error: crate::flow::MobileNodeError,
+    },
 }

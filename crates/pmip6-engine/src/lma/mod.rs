@@ -16,20 +16,24 @@
 //! Where things are: PBU processing in RFC 5213 §5.3.1 order and the §5.4.1 lookup in `pbu`;
 //! notifications and their retransmission in `notify`; LMA-initiated revocation in
 //! `revocation`; heartbeats and tunnel reference counts in `heartbeat`; the cache in
-//! [`binding_cache`]; prefix allocation in `pool`.
+//! [`binding_cache`]; prefix allocation in `pool`; flow mobility (the [`FlowSteering`] engine
+//! fed from the cache, RFC 7864 FLOW-MOBILITY notifications, `handle_packet`, `move_flow`,
+//! `move_selector`, `set_operator_rules`, `set_mobile_node_rules`) in `flows`.
 //!
 //! Data-plane intents keep one invariant: at any time, each prefix of an active entry has
 //! exactly one `PrefixToTunnel` route, to the Proxy-CoA of its (most recent) attachment, and
 //! each MAG with at least one active attachment has exactly one `Tunnel`. A tunnel is added
-//! before the first route into it and removed after the last; a moving prefix loses its old
-//! route before it gets the new one. In the virtual-interface mode (draft §5.4) the shared
-//! prefixes are routed to the most recently attached interface's MAG, the default path; moving
-//! individual flows to the other attachments (draft §4.2, §5.3) is the flow table's job, on top
-//! of these routes.
+//! before the first route or steering entry into it and removed after the last; a moving
+//! prefix loses its old route before it gets the new one. In the virtual-interface mode (draft
+//! §5.4) the shared prefixes are routed to the most recently attached interface's MAG, the
+//! default path; moving individual flows to the other attachments (draft §4.2, §5.3) is the
+//! flow-mobility engine's job, on top of these routes: its `Resource::Steering` entries join
+//! the same intent queue.
 
 pub mod binding_cache;
 pub mod config;
 mod event;
+mod flows;
 mod hash;
 mod heartbeat;
 mod notify;
@@ -38,7 +42,7 @@ mod pool;
 mod revocation;
 
 use core::net::Ipv6Addr;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use pmip6_wire::{BindingError, BindingErrorStatus, Message, MnIdentifier, MobilityOption, Prefix, RevocationKind};
 
@@ -47,6 +51,7 @@ pub use config::{LmaConfig, MessageOrdering, MobileNodePolicy, NotifyMode, Retra
 pub use event::{AttachmentRemoval, DeleteReason, LmaEvent, NotificationAnswer};
 
 use crate::common::{Intent, Now, Received, Resource, Transmit};
+use crate::flow::FlowSteering;
 use crate::timer::TimerQueue;
 use binding_cache::{BindingState as State, PrefixList};
 use hash::{Map, Set};
@@ -82,11 +87,19 @@ struct Footprint {
     route: Option<Ipv6Addr>,
     prefixes: PrefixList,
     tunnels: Vec<Ipv6Addr>,
+    /// A digest of what the flow engine sees of the entry: its state and, per attachment, the
+    /// Proxy-CoA, ATT and MN-LL-ID. A plain refresh leaves it, and the steering, unchanged.
+    steering: u64,
 }
 
 impl Footprint {
     fn empty() -> Self {
-        Self { route: None, prefixes: PrefixList::empty(), tunnels: Vec::new() }
+        Self { route: None, prefixes: PrefixList::empty(), tunnels: Vec::new(), steering: 0 }
+    }
+
+    /// Whether the flow engine must hear of the change from `self` to `after`.
+    fn steering_changed(&self, after: &Footprint) -> bool {
+        self.route != after.route || self.prefixes != after.prefixes || self.steering != after.steering
     }
 }
 
@@ -110,6 +123,10 @@ pub struct Lma {
     transmits: VecDeque<Transmit>,
     intents: VecDeque<Intent>,
     events: VecDeque<LmaEvent>,
+    flows: Option<FlowSteering>,
+    steering_dirty: BTreeSet<MnIdentifier>,
+    flow_learned: BTreeMap<(BindingId, Ipv6Addr), Vec<Prefix>>,
+    input_mark: usize,
 }
 
 impl Lma {
@@ -127,6 +144,7 @@ impl Lma {
         let policies = config.mobile_nodes.iter().map(|p| (p.mn_id.clone(), p.clone())).collect();
         let authorized_mags = config.authorized_mags.as_ref().map(|mags| mags.iter().copied().collect());
         Self {
+            flows: config.flow.clone().map(FlowSteering::new),
             next_sequence: config.initial_sequence,
             next_heartbeat_sequence: config.initial_heartbeat_sequence,
             config,
@@ -144,6 +162,9 @@ impl Lma {
             transmits: VecDeque::new(),
             intents: VecDeque::new(),
             events,
+            steering_dirty: BTreeSet::new(),
+            flow_learned: BTreeMap::new(),
+            input_mark: 0,
         }
     }
 
@@ -157,6 +178,7 @@ impl Lma {
     /// else is reported and dropped.
     pub fn handle_message(&mut self, now: Now, received: Received) {
         let Received { src, dst, message } = received;
+        self.begin_input();
         match message {
             Message::BindingUpdate(bu) => self.on_binding_update(now, src, dst, bu),
             Message::BindingRevocation(br) => match br.kind {
@@ -175,11 +197,13 @@ impl Lma {
             Message::UpdateNotification(_) => self.ignored(src, "Update Notification sent to the LMA"),
             Message::Unknown(m) => self.on_unknown_type(now, src, dst, m.mh_type),
         }
+        self.finish_input(now);
     }
 
     /// Processes every deadline at or before `now`: binding lifetimes, de-registered entries
     /// due for deletion, held PBUs, retransmissions, heartbeats.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.begin_input();
         loop {
             let binding = self.cache.next_deadline().filter(|(t, _)| *t <= now);
             let timer = self.timers.next_deadline().filter(|t| *t <= now);
@@ -194,12 +218,21 @@ impl Lma {
                 _ => break,
             }
         }
+        if let Some(flows) = self.flows.as_mut()
+            && flows.poll_timeout().is_some_and(|t| t <= now)
+        {
+            // Idle flows expire and their steering is withdrawn.
+            flows.handle_timeout(now);
+        }
+        self.finish_input(now);
     }
 
     /// Revokes sessions (RFC 5846): they are deleted at once (routes and tunnels removed) and
     /// their MAGs are sent a Binding Revocation Indication, retransmitted until acknowledged.
     pub fn revoke(&mut self, now: Now, scope: RevocationScope) {
+        self.begin_input();
         self.revoke_scope(now, scope);
+        self.finish_input(now);
     }
 
     /// The next message to send.
@@ -220,10 +253,8 @@ impl Lma {
     /// When [`Lma::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Now> {
         let binding = self.cache.next_deadline().map(|(t, _)| t);
-        match (binding, self.timers.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let flows = self.flows.as_ref().and_then(FlowSteering::poll_timeout);
+        [binding, self.timers.next_deadline(), flows].into_iter().flatten().min()
     }
 
     /// The binding cache, read-only.
@@ -265,9 +296,23 @@ impl Lma {
         self.events.push_back(LmaEvent::BindingErrorSent { to: src, mh_type });
     }
 
+    /// The data-plane footprint of an entry.
     fn footprint(&self, id: BindingId) -> Footprint {
+        use core::hash::{BuildHasher, Hash, Hasher};
         match self.cache.binding(id) {
-            Some(b) => Footprint { route: b.route_peer(), prefixes: b.prefixes.clone(), tunnels: b.tunnel_peers() },
+            Some(b) => {
+                let mut digest = hash::FixedState::default().build_hasher();
+                (b.state == State::Active).hash(&mut digest);
+                for a in b.attachments() {
+                    (a.proxy_coa, a.att, &a.mn_ll_id).hash(&mut digest);
+                }
+                Footprint {
+                    route: b.route_peer(),
+                    prefixes: b.prefixes.clone(),
+                    tunnels: b.tunnel_peers(),
+                    steering: digest.finish() | 1,
+                }
+            }
             None => Footprint::empty(),
         }
     }
@@ -340,6 +385,7 @@ impl Lma {
     /// must hear of it; the caller notifies them once it has made all its changes.
     fn delete_binding(&mut self, now: Now, id: BindingId) -> Option<MnIdentifier> {
         let before = self.footprint(id);
+        self.mark_steering(id);
         let (binding, mn_id) = self.cache.remove(id)?;
         self.apply_footprint(now, &before, &Footprint::empty());
         for prefix in binding.prefixes.as_slice() {
@@ -389,8 +435,10 @@ impl Lma {
     fn remove_attachment(&mut self, now: Now, id: BindingId, index: usize, reason: AttachmentRemoval) {
         let before = self.footprint(id);
         let Some(removed) = self.cache.remove_attachment(id, index) else { return };
+        self.flow_learned.remove(&(id, removed.proxy_coa));
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
+        self.mark_steering(id);
         self.cancel_notifications_to(id, removed.proxy_coa);
         self.events.push_back(LmaEvent::AttachmentRemoved { binding: id, proxy_coa: removed.proxy_coa, reason });
     }

@@ -22,8 +22,8 @@ use core::net::Ipv6Addr;
 use core::time::Duration;
 
 use pmip6_wire::{
-    BindingRevocation, Message, MnIdentifier, MobilityOption, NotificationReason, RevocationFlags, RevocationKind,
-    RevocationStatus, RevocationTrigger, UpdateNotification, UpdateNotificationAck, UpnFlags,
+    BindingRevocation, Message, MnIdentifier, MobilityOption, NotificationReason, Prefix, RevocationFlags,
+    RevocationKind, RevocationStatus, RevocationTrigger, UpdateNotification, UpdateNotificationAck, UpnFlags,
 };
 
 use super::binding_cache::{BindingId, BindingState};
@@ -39,6 +39,9 @@ pub(super) enum Purpose {
     Notification(BindingId),
     /// An LMA-initiated revocation; `global` when the G flag is set.
     Revocation { global: bool },
+    /// RFC 7864 §3.1: the MAG of session `binding` is asked to route `prefix` to the MN
+    /// before flows move to it.
+    FlowMobility { binding: BindingId, prefix: Prefix },
 }
 
 /// A request waiting for its answer.
@@ -73,7 +76,9 @@ impl Lma {
 
     fn sent_event(&mut self, peer: Ipv6Addr, sequence: u16, purpose: Purpose, attempt: u8) {
         let event = match purpose {
-            Purpose::Notification(binding) => LmaEvent::NotificationSent { binding, peer, sequence, attempt },
+            Purpose::Notification(binding) | Purpose::FlowMobility { binding, .. } => {
+                LmaEvent::NotificationSent { binding, peer, sequence, attempt }
+            }
             Purpose::Revocation { global } => LmaEvent::RevocationSent { peer, sequence, attempt, global },
         };
         self.events.push_back(event);
@@ -88,6 +93,11 @@ impl Lma {
             self.finish(key);
             let event = match purpose {
                 Purpose::Notification(binding) => LmaEvent::NotificationGivenUp { binding, peer, sequence },
+                Purpose::FlowMobility { binding, prefix } => {
+                    // RFC 7864 §3.1: no answer, no move.
+                    self.on_flow_mobility_answer(binding, peer, prefix, false);
+                    LmaEvent::NotificationGivenUp { binding, peer, sequence }
+                }
                 Purpose::Revocation { .. } => LmaEvent::RevocationGivenUp { peer, sequence },
             };
             self.events.push_back(event);
@@ -196,16 +206,31 @@ impl Lma {
     pub(super) fn on_update_notification_ack(&mut self, _now: Now, src: Ipv6Addr, upa: UpdateNotificationAck) {
         let key = (src, upa.sequence);
         let matches = self.outstanding.get(&key).is_some_and(|o| {
-            matches!(o.purpose, Purpose::Notification(_)) && matches!(o.message, Message::UpdateNotification(_))
+            matches!(o.purpose, Purpose::Notification(_) | Purpose::FlowMobility { .. })
+                && matches!(o.message, Message::UpdateNotification(_))
         });
         if !matches {
             return self.ignored(src, "UPA matching no outstanding notification");
         }
         let Some(o) = self.finish(key) else { return };
-        let Purpose::Notification(binding) = o.purpose else { return };
         let answer = NotificationAnswer::Upa(upa.status);
         // RFC 7077 §4.2: statuses below 128 are successes.
         let accepted = u8::from(upa.status) < 128;
+        let binding = match o.purpose {
+            Purpose::Notification(binding) => {
+                if accepted {
+                    // The MAG now routes the MN's other prefixes (draft §5.2.3).
+                    self.mark_steering(binding);
+                }
+                binding
+            }
+            Purpose::FlowMobility { binding, prefix } => {
+                // RFC 7864 §3.1: SUCCESS commits the held move; 131/132 refuse it.
+                self.on_flow_mobility_answer(binding, src, prefix, accepted);
+                binding
+            }
+            Purpose::Revocation { .. } => return,
+        };
         self.events.push_back(if accepted {
             LmaEvent::NotificationAcknowledged { binding, peer: src, sequence: upa.sequence, answer }
         } else {
@@ -231,6 +256,15 @@ impl Lma {
                 answer: NotificationAnswer::Bra(status),
             },
             (Purpose::Notification(binding), false) => {
+                LmaEvent::NotificationRefused { binding, peer: src, sequence, answer: NotificationAnswer::Bra(status) }
+            }
+            (Purpose::FlowMobility { binding, .. }, true) => LmaEvent::NotificationAcknowledged {
+                binding,
+                peer: src,
+                sequence,
+                answer: NotificationAnswer::Bra(status),
+            },
+            (Purpose::FlowMobility { binding, .. }, false) => {
                 LmaEvent::NotificationRefused { binding, peer: src, sequence, answer: NotificationAnswer::Bra(status) }
             }
             (Purpose::Revocation { .. }, true) => LmaEvent::RevocationAcknowledged { peer: src, sequence, status },

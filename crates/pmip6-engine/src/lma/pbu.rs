@@ -579,6 +579,7 @@ impl Lma {
         let id = self.cache.insert(&req.mn_id, Binding::new(PrefixList::new(&prefixes), attachment));
         let after = self.footprint(id);
         self.apply_footprint(now, &Footprint::empty(), &after);
+        self.mark_steering(id);
         self.events.push_back(LmaEvent::BindingCreated {
             binding: id,
             mn_id: req.mn_id.clone(),
@@ -623,6 +624,9 @@ impl Lma {
         }
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
+        if before.steering_changed(&after) {
+            self.mark_steering(id);
+        }
         if old.proxy_coa != src {
             // Notifications pending at the old MAG concern a session it no longer serves.
             self.cancel_notifications_to(id, old.proxy_coa);
@@ -666,6 +670,7 @@ impl Lma {
         self.cache.push_attachment(id, attachment);
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
+        self.mark_steering(id);
         self.events.push_back(LmaEvent::AttachmentAdded { binding: id, proxy_coa: req.pbu.src });
         let prefixes = self.cache.binding(id).map(|b| b.prefixes.as_slice().to_vec()).unwrap_or_default();
         self.answer(&req, id, BaStatus::Accepted, granted, &prefixes);
@@ -693,6 +698,7 @@ impl Lma {
         self.cache.set_deregistered(id, now + self.config.min_delay_before_bce_delete);
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
+        self.mark_steering(id);
         self.cancel_notifications(id);
         self.events.push_back(LmaEvent::BindingDeregistered { binding: id, proxy_coa: req.pbu.src });
         self.answer(&req, id, BaStatus::Accepted, 0, &prefixes);

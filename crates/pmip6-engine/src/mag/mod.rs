@@ -1073,6 +1073,36 @@ impl Mag {
         }
     }
 
+    /// RFC 7864 §3.1: adds the HNPs of a FLOW-MOBILITY notification that are not the session's
+    /// own to the prefixes it routes to the MN (like MuHo prefixes, draft §5.2.1).
+    fn learn_flow_prefixes(&mut self, keys: &[BindingKey], options: &[MobilityOption]) {
+        let carried: BTreeSet<Prefix> = options
+            .iter()
+            .filter_map(|o| match o {
+                MobilityOption::HomeNetworkPrefix(p) if !p.is_all_zero() => Some(*p),
+                _ => None,
+            })
+            .collect();
+        let mut mns = BTreeSet::new();
+        for key in keys {
+            let Some(entry) = self.bul.get_mut(key) else { continue };
+            let added: Vec<Prefix> = carried
+                .iter()
+                .filter(|p| !entry.home_network_prefixes.contains(p) && !entry.other_prefixes.contains(p))
+                .copied()
+                .collect();
+            if added.is_empty() {
+                continue;
+            }
+            entry.other_prefixes.extend(added.iter().copied());
+            mns.insert(key.mn_id.clone());
+            self.events.push_back(MagEvent::PrefixesUpdated { key: key.clone(), added, removed: Vec::new() });
+        }
+        for mn_id in mns {
+            self.reconcile(&mn_id);
+        }
+    }
+
     fn on_update_notification(&mut self, now: Now, upn: UpdateNotification) {
         let mn_id = mn_identifier(&upn.options).cloned();
         let ack_requested = upn.flags.contains(UpnFlags::A);
@@ -1087,7 +1117,16 @@ impl Mag {
             }
             return;
         };
-        let keys = self.select_sessions(&mn_id, &upn.options, true);
+        let flow_mobility = upn.reason == NotificationReason::FlowMobility && !upn.flags.contains(UpnFlags::D);
+        let keys = if flow_mobility {
+            // RFC 7864 §3.1: the HNP options name prefixes this MAG must now route, possibly of
+            // the MN's sessions elsewhere; the session is the MN's here.
+            let identity: Vec<MobilityOption> =
+                upn.options.iter().filter(|o| !matches!(o, MobilityOption::HomeNetworkPrefix(_))).cloned().collect();
+            self.select_sessions(&mn_id, &identity, true)
+        } else {
+            self.select_sessions(&mn_id, &upn.options, true)
+        };
         if keys.is_empty() {
             // RFC 7864 §5 (UPA status 132): the MN is not attached here. Answered even without
             // the A flag, so the LMA learns its view is stale.
@@ -1108,6 +1147,9 @@ impl Mag {
         } else {
             if has_muho {
                 self.apply_prefix_update(&keys, &upn.options);
+            }
+            if flow_mobility {
+                self.learn_flow_prefixes(&keys, &upn.options);
             }
             match upn.reason {
                 NotificationReason::ForceReregistration => {
