@@ -2070,3 +2070,24 @@ fn rfc7864_no_answer_is_a_refusal_after_the_last_retransmission() {
     assert!(w.lma.flow_steering().unwrap().flow(&mn, fid).is_none());
     assert!(w.dp.steering.is_empty());
 }
+
+#[test]
+fn a_mobile_node_enters_the_flow_engine_with_its_first_flow_and_leaves_with_its_last_session() {
+    let mut w = World::new(config());
+    let (pref1, _) = w.attach_two(true);
+    let mn = nai("mn@example.net");
+    // Registered, no flow, no rule of its own: the flow engine holds nothing for it.
+    assert!(w.lma.flow_steering().unwrap().mobile_node(&mn).is_none());
+    // Its first downlink packet brings it in, with both attachments.
+    let (_, route) = w.packet(&udp6(host(pref1, 1), 40000, 80));
+    assert_eq!(route, Route::PrefixRoute);
+    let view = w.lma.flow_steering().unwrap().mobile_node(&mn).expect("known after its first flow");
+    assert_eq!(view.attachments.len(), 2);
+    // A change of its bindings now reaches the engine: the UTRAN attachment leaves.
+    let pref2 = w.lma.binding_cache().sessions(&mn).find(|b| !b.prefixes().contains(&pref1)).unwrap().prefixes()[0];
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).lli(mac(2)).hnp(pref2).lifetime(0).seq(2));
+    assert_eq!(w.lma.flow_steering().unwrap().mobile_node(&mn).unwrap().attachments.len(), 1);
+    // Its last session gone, it leaves the engine too.
+    w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).hnp(pref1).lifetime(0).seq(2));
+    assert!(w.lma.flow_steering().unwrap().mobile_node(&mn).is_none());
+}

@@ -1,8 +1,10 @@
 //! Flow mobility at the LMA (draft-bernardos-mif-pmip-02 §4.2, §5.3; RFC 7864): the binding
 //! cache feeds the [`FlowSteering`] engine, and its outputs go out with the LMA's own.
 //!
-//! - Every change of a mobile node's bindings marks it; at the end of each input the LMA hands
-//!   the steering engine the node's prefixes and one [`AttachmentView`] per live attachment,
+//! - A mobile node enters the steering engine with its first flow (a downlink packet to one of
+//!   its prefixes) or its own rules. From then on every change of its bindings marks it; at the
+//!   end of each input the LMA hands the steering engine the node's prefixes and one
+//!   [`AttachmentView`] per live attachment,
 //!   listing the prefixes that MAG routes to the node: its own; all the node's prefixes when
 //!   it asked for MuHo and no notification to it is pending (it learned them from the PBA or
 //!   the acknowledged notification, draft §5.2.2, §5.2.3); and those it accepted in an RFC 7864
@@ -43,10 +45,48 @@ impl Lma {
     /// packet follows the per-prefix route ([`Verdict::NotMobileNode`]).
     pub fn handle_packet(&mut self, now: Now, packet: &[u8]) -> Result<Verdict, ClassifyError> {
         let Some(flows) = self.flows.as_mut() else { return Ok(Verdict::NotMobileNode) };
-        let verdict = flows.handle_packet(now, packet);
+        let mut verdict = flows.handle_packet(now, packet);
+        if let Ok(Verdict::NotMobileNode) = verdict
+            && let Some(mn) = self.owner_unknown_to_steering(packet)
+        {
+            // The first flow of a mobile node the steering engine has not met: introduce it,
+            // then classify again.
+            self.introduce_to_steering(&mn);
+            if let Some(flows) = self.flows.as_mut() {
+                verdict = flows.handle_packet(now, packet);
+            }
+        }
         self.begin_input();
         self.finish_input(now);
         verdict
+    }
+
+    /// The mobile node owning the IPv6 destination of `packet` in the binding cache, when the
+    /// steering engine does not know it yet.
+    fn owner_unknown_to_steering(&self, packet: &[u8]) -> Option<MnIdentifier> {
+        let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+        if packet.first()? >> 4 != 6 {
+            return None;
+        }
+        let dst = u128::from_be_bytes(dst);
+        let lengths = [self.config.allocated_prefix_len, 64];
+        let b = lengths.iter().find_map(|&len| {
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+            self.cache.by_prefix(&Prefix::new(Ipv6Addr::from(dst & mask), len))
+        })?;
+        let mn = b.mn_id();
+        let flows = self.flows.as_ref()?;
+        flows.mobile_node(mn).is_none().then(|| mn.clone())
+    }
+
+    /// Gives the steering engine its first view of `mn`.
+    fn introduce_to_steering(&mut self, mn: &MnIdentifier) {
+        let Some(view) = self.steering_view(mn) else { return };
+        if let Some(flows) = self.flows.as_mut()
+            && let Err(e) = flows.update_mobile_node(mn, view)
+        {
+            self.events.push_back(LmaEvent::SteeringRefused { mn_id: mn.clone(), error: e });
+        }
     }
 
     /// Moves one flow of `mn` explicitly (draft §4.2): see [`FlowSteering::move_flow`]. When the
@@ -93,6 +133,12 @@ impl Lma {
         mn: &MnIdentifier,
         rules: Vec<Rule>,
     ) -> Result<(), RuleRejection> {
+        if self.flows.is_none() {
+            return Err(RuleRejection { index: 0, error: crate::flow::RuleError::UnknownMobileNode });
+        }
+        if self.flows.as_ref().is_some_and(|f| f.mobile_node(mn).is_none()) {
+            self.introduce_to_steering(mn);
+        }
         let Some(flows) = self.flows.as_mut() else {
             return Err(RuleRejection { index: 0, error: crate::flow::RuleError::UnknownMobileNode });
         };
@@ -147,14 +193,16 @@ impl Lma {
         self.drain_steering(now);
     }
 
-    /// Marks the mobile node of session `id` for a steering update.
+    /// Marks the mobile node of session `id` for a steering update, if the steering engine
+    /// knows it: a mobile node enters the engine with its first flow or its own rules, so
+    /// nodes that never have either cost it nothing.
     pub(super) fn mark_steering(&mut self, id: BindingId) {
-        if self.flows.is_none() {
-            return;
-        }
+        let Some(flows) = self.flows.as_ref() else { return };
         if let Some(b) = self.cache.binding(id) {
-            let mn = self.cache.group_mn_id(b.group()).clone();
-            self.steering_dirty.insert(mn);
+            let mn = self.cache.group_mn_id(b.group());
+            if flows.mobile_node(mn).is_some() && !self.steering_dirty.contains(mn) {
+                self.steering_dirty.insert(mn.clone());
+            }
         }
     }
 
