@@ -29,8 +29,10 @@
 //! - An exact duplicate of the last accepted PBU (same MAG, sequence and timestamp) is answered
 //!   again instead of getting 157; the timestamp window is compared at the option's 1/65536 s
 //!   resolution.
-//! - §5.4.1 with only ALL_ZERO prefixes and no MN-LL-ID match: HI 2 takes the MN's session
-//!   (a de-registered one first, else the most recent); HI 3 takes the session of the same
+//! - §5.4.1 with only ALL_ZERO prefixes and no MN-LL-ID match: HI 2 takes a de-registered
+//!   session of the MN at once, and an active one only once its MAG de-registers it within
+//!   MaxDelayBeforeNewBCEAssign (a late or wrong hint must not take a session from an interface
+//!   still in use); HI 3 takes the session of the same
 //!   access technology unless MN-LL-IDs differ; HI 4 takes a session already de-registered at
 //!   once, else waits for an active one at another MAG; HI 5 without MN-LL-ID matches the same
 //!   MAG and ATT; anything else is a new session.
