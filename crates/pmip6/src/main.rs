@@ -9,6 +9,8 @@
 //!   some packets did not decode; 1 when it could not be read (or not to its end).
 //! - `pmip6 demo [--pcap FILE] [--json]`: writes the draft's Figure 4 signalling as a capture,
 //!   decodes it, and shows `tshark`'s one-line view of it when tshark is installed.
+//! - `pmip6 lma --config FILE` / `pmip6 mag --config FILE`: the daemons (`pmip6_daemon`), until
+//!   Ctrl-C.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -49,6 +51,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the local mobility anchor daemon until Ctrl-C
+    Lma {
+        /// The LMA's TOML configuration
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the mobile access gateway daemon until Ctrl-C
+    Mag {
+        /// The MAG's TOML configuration
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 fn muho_type(text: &str) -> Result<u8, String> {
@@ -81,6 +95,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 demo::run(&pcap, OutputFormat::Text, &mut out, &mut info)?;
             }
         }
+        Cmd::Lma { config } => pmip6_daemon::run_lma(&config)?,
+        Cmd::Mag { config } => pmip6_daemon::run_mag(&config)?,
     }
     out.flush()?;
     Ok(())

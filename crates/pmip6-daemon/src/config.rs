@@ -1,0 +1,414 @@
+//! The daemons' TOML configuration files, checked at start.
+//!
+//! Every table refuses unknown keys, and every error names the key it is about, so a typo or a
+//! bad value stops the daemon before it opens a socket. Values the RFCs give a default for
+//! (RFC 5213 §9.3 timers, RFC 5847 heartbeats) may be left out.
+
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pmip6_engine::InterfaceId;
+use pmip6_engine::lma::{LmaConfig, NotifyMode};
+use pmip6_engine::mag::{AccessInterface, MagConfig, MobileNodeEntry};
+use pmip6_wire::{AccessTechnologyType, MnIdentifier, ParseConfig, Prefix};
+use serde::Deserialize;
+
+/// A configuration that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML of the expected shape (unknown key, wrong type, missing key).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is not valid; `key` names it.
+    #[error("`{key}`: {problem}")]
+    Invalid {
+        /// The key, as written in the file (`interfaces[0].name`).
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
+}
+
+fn parse_prefix(key: &str, text: &str) -> Result<Prefix, ConfigError> {
+    let (addr, len) = text.split_once('/').ok_or_else(|| invalid(key, format!("`{text}` is not ADDRESS/LENGTH")))?;
+    let addr: Ipv6Addr = addr.parse().map_err(|_| invalid(key, format!("`{addr}` is not an IPv6 address")))?;
+    let len: u8 = len.parse().map_err(|_| invalid(key, format!("`{len}` is not a prefix length")))?;
+    if len > 128 {
+        return Err(invalid(key, format!("prefix length {len} is over 128")));
+    }
+    Ok(Prefix::new(addr, len))
+}
+
+fn parse_mac(key: &str, text: &str) -> Result<[u8; 6], ConfigError> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for octet in &mut mac {
+        let part = parts.next().ok_or_else(|| invalid(key, format!("`{text}` is not a MAC address")))?;
+        *octet = u8::from_str_radix(part, 16).map_err(|_| invalid(key, format!("`{text}` is not a MAC address")))?;
+    }
+    if parts.next().is_some() {
+        return Err(invalid(key, format!("`{text}` is not a MAC address")));
+    }
+    Ok(mac)
+}
+
+fn parse_config(key: &str, muho_option_type: u8) -> Result<ParseConfig, ConfigError> {
+    ParseConfig::with_muho_option_type(muho_option_type)
+        .ok_or_else(|| invalid(key, format!("{muho_option_type} is an assigned option type; use 18 or 71-255")))
+}
+
+fn default_muho() -> u8 {
+    ParseConfig::DEFAULT_MUHO_OPTION_TYPE
+}
+
+// ---- LMA ------------------------------------------------------------------------------------
+
+/// How the LMA tells other MAGs of a prefix-set change, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyKey {
+    /// RFC 7077 Update Notification (default).
+    #[default]
+    UpdateNotification,
+    /// RFC 5846 Binding Revocation Indication.
+    Revocation,
+    /// Nobody is told.
+    Off,
+}
+
+/// The RFC 5213 §9.3 and RFC 5847 timers of the LMA, each with its RFC default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmaTimers {
+    /// The longest lifetime granted, in seconds (3600).
+    pub max_lifetime_secs: u64,
+    /// MinDelayBeforeBCEDelete in milliseconds (10000).
+    pub min_delay_before_bce_delete_ms: u64,
+    /// MaxDelayBeforeNewBCEAssign in milliseconds (1500).
+    pub max_delay_before_new_bce_assign_ms: u64,
+    /// TimestampValidityWindow in milliseconds (300).
+    pub timestamp_validity_window_ms: u64,
+    /// HEARTBEAT_INTERVAL in seconds (60); 0 turns heartbeats off.
+    pub heartbeat_interval_secs: u64,
+}
+
+impl Default for LmaTimers {
+    fn default() -> Self {
+        Self {
+            max_lifetime_secs: 3600,
+            min_delay_before_bce_delete_ms: 10_000,
+            max_delay_before_new_bce_assign_ms: 1500,
+            timestamp_validity_window_ms: 300,
+            heartbeat_interval_secs: 60,
+        }
+    }
+}
+
+/// The LMA daemon's file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmaFile {
+    /// The LMA Address: the socket is bound to it.
+    pub address: Option<String>,
+    /// Pools of home network prefixes, `ADDRESS/LENGTH`.
+    #[serde(default)]
+    pub prefix_pools: Vec<String>,
+    /// Length of each allocated prefix (64).
+    #[serde(default = "default_prefix_len")]
+    pub allocated_prefix_len: u8,
+    /// How other MAGs hear of prefix-set changes.
+    #[serde(default)]
+    pub notify: NotifyKey,
+    /// The MuHo option type (18, or 71-255).
+    #[serde(default = "default_muho")]
+    pub muho_option_type: u8,
+    /// Timers.
+    #[serde(default)]
+    pub timers: LmaTimers,
+    /// A file the daemon rewrites with its binding count and prefixes after each change.
+    pub status_file: Option<PathBuf>,
+}
+
+fn default_prefix_len() -> u8 {
+    64
+}
+
+/// A checked LMA configuration.
+#[derive(Debug, Clone)]
+pub struct LmaSettings {
+    /// The engine's configuration.
+    pub engine: LmaConfig,
+    /// Where to write the status, if anywhere.
+    pub status_file: Option<PathBuf>,
+}
+
+impl LmaFile {
+    /// Parses the TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))
+    }
+
+    /// Checks every value and builds the engine configuration.
+    pub fn validate(&self) -> Result<LmaSettings, ConfigError> {
+        let address = self.address.as_deref().ok_or_else(|| invalid("address", "missing"))?;
+        let lmaa: Ipv6Addr =
+            address.parse().map_err(|_| invalid("address", format!("`{address}` is not an IPv6 address")))?;
+        let mut engine = LmaConfig::new(lmaa);
+        if self.allocated_prefix_len == 0 || self.allocated_prefix_len > 128 {
+            return Err(invalid("allocated_prefix_len", "must be 1..=128"));
+        }
+        engine.allocated_prefix_len = self.allocated_prefix_len;
+        for (i, text) in self.prefix_pools.iter().enumerate() {
+            let key = format!("prefix_pools[{i}]");
+            let pool = parse_prefix(&key, text)?;
+            if pool.len > self.allocated_prefix_len {
+                return Err(invalid(key, format!("/{} is longer than allocated_prefix_len", pool.len)));
+            }
+            engine.prefix_pools.push(pool);
+        }
+        if engine.prefix_pools.is_empty() {
+            return Err(invalid("prefix_pools", "at least one pool is needed"));
+        }
+        engine.notify = match self.notify {
+            NotifyKey::UpdateNotification => NotifyMode::UpdateNotification,
+            NotifyKey::Revocation => NotifyMode::Revocation,
+            NotifyKey::Off => NotifyMode::Off,
+        };
+        engine.parse = parse_config("muho_option_type", self.muho_option_type)?;
+        let t = &self.timers;
+        if t.max_lifetime_secs == 0 {
+            return Err(invalid("timers.max_lifetime_secs", "must not be 0"));
+        }
+        engine.max_lifetime = Duration::from_secs(t.max_lifetime_secs);
+        engine.min_delay_before_bce_delete = Duration::from_millis(t.min_delay_before_bce_delete_ms);
+        engine.max_delay_before_new_bce_assign = Duration::from_millis(t.max_delay_before_new_bce_assign_ms);
+        engine.timestamp_validity_window = Duration::from_millis(t.timestamp_validity_window_ms);
+        engine.heartbeat_interval =
+            (t.heartbeat_interval_secs > 0).then(|| Duration::from_secs(t.heartbeat_interval_secs));
+        Ok(LmaSettings { engine, status_file: self.status_file.clone() })
+    }
+}
+
+/// Reads and checks an LMA configuration file.
+pub fn load_lma(path: &Path) -> Result<LmaSettings, ConfigError> {
+    LmaFile::from_toml(&read(path)?)?.validate()
+}
+
+// ---- MAG ------------------------------------------------------------------------------------
+
+/// One access interface of the MAG, by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceFile {
+    /// The kernel's interface name.
+    pub name: String,
+    /// The Access Technology Type (RFC 5213 §8.5), a number (3: IEEE 802.3).
+    pub access_technology: u8,
+    /// Our link-local address on the link.
+    pub link_local: String,
+}
+
+/// One mobile node of the static table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobileNodeFile {
+    /// The MN-Identifier, an NAI.
+    pub mn_id: String,
+    /// Its MAC addresses, `aa:bb:cc:dd:ee:ff`.
+    pub macs: Vec<String>,
+    /// Whether PBUs carry the MuHo request.
+    #[serde(default)]
+    pub multihoming: bool,
+    /// The access interface the node is on when `attach_static_at_start` attaches it (the
+    /// first interface if absent).
+    pub interface: Option<String>,
+}
+
+/// The MAG daemon's file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MagFile {
+    /// The Proxy-CoA: the socket is bound to it.
+    pub proxy_coa: Option<String>,
+    /// The LMA address.
+    pub lma_address: Option<String>,
+    /// The MuHo option type (18, or 71-255).
+    #[serde(default = "default_muho")]
+    pub muho_option_type: u8,
+    /// Access interfaces.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceFile>,
+    /// The static mobile-node table.
+    #[serde(default)]
+    pub mobile_nodes: Vec<MobileNodeFile>,
+    /// Attach every MAC of the static table at start, without waiting for a Router
+    /// Solicitation (signalling tests without mobile nodes).
+    #[serde(default)]
+    pub attach_static_at_start: bool,
+    /// Listen for Router Solicitations and send Router Advertisements on every access
+    /// interface (true); each interface's `link_local` must then be one of its addresses.
+    #[serde(default = "yes")]
+    pub router_solicitations: bool,
+    /// A file the daemon rewrites with its Binding Update List after each change.
+    pub status_file: Option<PathBuf>,
+}
+
+/// A checked MAG configuration.
+#[derive(Debug, Clone)]
+pub struct MagSettings {
+    /// The engine's configuration.
+    pub engine: MagConfig,
+    /// The attachments to make at start: interface and MAC (empty unless
+    /// `attach_static_at_start`).
+    pub attach_at_start: Vec<(InterfaceId, [u8; 6])>,
+    /// The access links to open ICMPv6 sockets on: name, index, our link-local address
+    /// (empty when `router_solicitations` is off).
+    pub access_links: Vec<(String, InterfaceId, Ipv6Addr)>,
+    /// Where to write the status, if anywhere.
+    pub status_file: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn parse_addr(key: &str, value: Option<&str>) -> Result<Ipv6Addr, ConfigError> {
+    let text = value.ok_or_else(|| invalid(key, "missing"))?;
+    text.parse().map_err(|_| invalid(key, format!("`{text}` is not an IPv6 address")))
+}
+
+/// The kernel's index of the interface `name`, in the caller's network namespace.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+impl MagFile {
+    /// Parses the TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))
+    }
+
+    /// Checks every value and builds the engine configuration; `resolve` maps an interface
+    /// name to its index ([`interface_index`] in a daemon).
+    pub fn validate(&self, resolve: impl Fn(&str) -> Option<u32>) -> Result<MagSettings, ConfigError> {
+        let proxy_coa = parse_addr("proxy_coa", self.proxy_coa.as_deref())?;
+        let lmaa = parse_addr("lma_address", self.lma_address.as_deref())?;
+        let mut engine = MagConfig::new(proxy_coa, lmaa);
+        engine.parse_config = parse_config("muho_option_type", self.muho_option_type)?;
+        let mut names = Vec::new();
+        let mut access_links = Vec::new();
+        for (i, interface) in self.interfaces.iter().enumerate() {
+            let key = format!("interfaces[{i}]");
+            let index = resolve(&interface.name)
+                .ok_or_else(|| invalid(format!("{key}.name"), format!("no interface `{}`", interface.name)))?;
+            let link_local: Ipv6Addr = interface.link_local.parse().map_err(|_| {
+                invalid(format!("{key}.link_local"), format!("`{}` is not an IPv6 address", interface.link_local))
+            })?;
+            if !link_local.is_unicast_link_local() {
+                return Err(invalid(format!("{key}.link_local"), "not a link-local address"));
+            }
+            engine.interfaces.push(AccessInterface::new(
+                InterfaceId(index),
+                AccessTechnologyType::from(interface.access_technology),
+                link_local,
+            ));
+            names.push((interface.name.clone(), InterfaceId(index)));
+            if self.router_solicitations {
+                access_links.push((interface.name.clone(), InterfaceId(index), link_local));
+            }
+        }
+        if engine.interfaces.is_empty() {
+            return Err(invalid("interfaces", "at least one access interface is needed"));
+        }
+        let mut attach_at_start = Vec::new();
+        for (i, node) in self.mobile_nodes.iter().enumerate() {
+            let key = format!("mobile_nodes[{i}]");
+            if node.mn_id.is_empty() {
+                return Err(invalid(format!("{key}.mn_id"), "empty"));
+            }
+            let interface = match &node.interface {
+                None => names[0].1,
+                Some(name) => names.iter().find(|(n, _)| n == name).map(|(_, id)| *id).ok_or_else(|| {
+                    invalid(format!("{key}.interface"), format!("`{name}` is not one of `interfaces`"))
+                })?,
+            };
+            let mut macs = Vec::new();
+            for (j, mac) in node.macs.iter().enumerate() {
+                macs.push(parse_mac(&format!("{key}.macs[{j}]"), mac)?);
+            }
+            if macs.is_empty() {
+                return Err(invalid(format!("{key}.macs"), "at least one MAC is needed"));
+            }
+            if self.attach_static_at_start {
+                attach_at_start.extend(macs.iter().map(|mac| (interface, *mac)));
+            }
+            engine.mobile_nodes.push(MobileNodeEntry {
+                mn_id: MnIdentifier::nai(&node.mn_id),
+                macs,
+                multihoming: node.multihoming,
+            });
+        }
+        Ok(MagSettings { engine, attach_at_start, access_links, status_file: self.status_file.clone() })
+    }
+}
+
+/// Reads and checks a MAG configuration file, resolving interface names in the caller's
+/// network namespace.
+pub fn load_mag(path: &Path) -> Result<MagSettings, ConfigError> {
+    MagFile::from_toml(&read(path)?)?.validate(interface_index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LMA: &str = include_str!("../examples/lma.toml");
+    const MAG: &str = include_str!("../examples/mag.toml");
+
+    #[test]
+    fn the_examples_load() {
+        let lma = LmaFile::from_toml(LMA).and_then(|f| f.validate());
+        assert!(lma.is_ok(), "{lma:?}");
+        let mag = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| Some(7)));
+        let mag = match mag {
+            Ok(mag) => mag,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(mag.engine.interfaces[0].id, InterfaceId(7));
+        assert!(mag.attach_at_start.is_empty());
+        assert_eq!(mag.access_links, vec![("eth1".to_owned(), InterfaceId(7), "fe80::1".parse().expect("address"))]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = LmaFile::from_toml("address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8::/200\"]")
+            .and_then(|f| f.validate());
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "prefix_pools[0]"), "{e:?}");
+        let e = LmaFile::from_toml("prefix_pools = [\"2001:db8::/48\"]").and_then(|f| f.validate());
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "address"), "{e:?}");
+        let e = LmaFile::from_toml("adress = \"::1\"");
+        assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("adress")), "{e:?}");
+        let e = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| None));
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "interfaces[0].name"), "{e:?}");
+    }
+}

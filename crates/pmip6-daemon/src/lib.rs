@@ -1,0 +1,124 @@
+//! The Linux daemons of pmip6: the thin driver around the sans-IO engines.
+//!
+//! This crate owns what the engines leave out: sockets (a raw Mobility Header socket, in
+//! [`mh_socket`]), the clock (wall time, read once per wake-up, in [`driver`]) and the
+//! configuration files ([`config`]). The protocol itself stays in `pmip6-engine`; the data
+//! plane is not applied yet: intents are logged.
+//!
+//! - `pmip6 lma --config FILE` runs [`run_lma`]; `pmip6 mag --config FILE` runs [`run_mag`].
+//! - Both stop on Ctrl-C (SIGINT).
+
+pub mod config;
+pub mod driver;
+pub mod mh_socket;
+pub mod nd_socket;
+
+use std::path::Path;
+
+use pmip6_engine::lma::Lma;
+use pmip6_engine::mag::Mag;
+
+pub use driver::{Counters, Driver, Engine};
+pub use mh_socket::MhSocket;
+pub use nd_socket::NdSocket;
+
+/// A value for the engines' injected randomness (initial sequence numbers), from the clock and
+/// the process id; good enough to differ across restarts.
+pub fn seed() -> u64 {
+    let nanos = driver::now().as_nanos();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+    mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Logs to standard error, at the level `RUST_LOG` names (info by default). Calling it twice
+/// is harmless.
+pub fn init_logging() {
+    let level =
+        std::env::var("RUST_LOG").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO);
+    let _already_set = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot wait for Ctrl-C; stopping");
+    }
+}
+
+/// An error of a daemon at start or while running.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is not valid.
+    #[error("configuration")]
+    Config(#[from] config::ConfigError),
+    /// A socket or the runtime failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the LMA daemon with the configuration at `path` until Ctrl-C.
+pub fn run_lma(path: &Path) -> Result<(), DaemonError> {
+    init_logging();
+    let mut settings = config::load_lma(path)?;
+    let seed = seed();
+    settings.engine.initial_sequence = seed as u16;
+    settings.engine.initial_heartbeat_sequence = (seed >> 16) as u32;
+    let lmaa = settings.engine.lmaa;
+    let parse = settings.engine.parse;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let socket = MhSocket::bind(lmaa)?;
+        tracing::info!(%lmaa, "LMA listening");
+        let mut driver = Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file);
+        driver.run(&socket, &[], ctrl_c()).await?;
+        tracing::info!(counters = ?driver.counters, "LMA stopped");
+        Ok(())
+    })
+}
+
+/// Runs the MAG daemon with the configuration at `path` until Ctrl-C.
+pub fn run_mag(path: &Path) -> Result<(), DaemonError> {
+    init_logging();
+    let settings = config::load_mag(path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (mut driver, socket, access) = start_mag(settings)?;
+        driver.run(&socket, &access, ctrl_c()).await?;
+        tracing::info!(counters = ?driver.counters, "MAG stopped");
+        Ok(())
+    })
+}
+
+/// Opens the MAG's Mobility Header socket and its access-link sockets and builds its driver,
+/// with the start-up attachments of `attach_static_at_start` already fed to the engine. Must be
+/// called inside a tokio runtime.
+pub fn start_mag(mut settings: config::MagSettings) -> std::io::Result<(Driver<Mag>, MhSocket, Vec<NdSocket>)> {
+    settings.engine.initial_sequence = seed() as u16;
+    let proxy_coa = settings.engine.proxy_coa;
+    let parse = settings.engine.parse_config;
+    let socket = MhSocket::bind(proxy_coa)?;
+    let mut access = Vec::new();
+    for (name, interface, link_local) in &settings.access_links {
+        let nd = NdSocket::open(name, *interface, *link_local)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("access interface {name} ({link_local}): {e}")))?;
+        access.push(nd);
+    }
+    tracing::info!(%proxy_coa, lmaa = %settings.engine.lmaa, "MAG listening");
+    let mut mag = Mag::new(settings.engine);
+    let now = driver::now();
+    for (interface, mac) in settings.attach_at_start {
+        mag.handle_attach(now, interface, mac);
+    }
+    Ok((Driver::new(mag, parse, proxy_coa, settings.status_file), socket, access))
+}
+
+/// Opens the LMA's socket and builds its driver. Must be called inside a tokio runtime.
+pub fn start_lma(settings: config::LmaSettings) -> std::io::Result<(Driver<Lma>, MhSocket)> {
+    let lmaa = settings.engine.lmaa;
+    let parse = settings.engine.parse;
+    let socket = MhSocket::bind(lmaa)?;
+    Ok((Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file), socket))
+}

@@ -1,0 +1,149 @@
+//! The `pmip6 lma` and `pmip6 mag` subcommands as processes.
+//!
+//! A bad configuration stops the daemon with the key named; and (as root, which CI is) the two
+//! daemons, each started with `ip netns exec` in its own namespace joined by a veth pair,
+//! register the MAG's statically attached mobile node, then stop on SIGINT with status 0.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn pmip6() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pmip6"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pmip6-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+#[test]
+fn a_bad_configuration_names_the_key() {
+    let dir = temp_dir("badconf");
+    let path = dir.join("lma.toml");
+    std::fs::write(&path, "address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8::/999\"]\n").expect("write");
+    let out = pmip6().args(["lma", "--config"]).arg(&path).output().expect("run pmip6");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prefix_pools[0]"), "{stderr}");
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status();
+    assert!(matches!(status, Ok(s) if s.success()), "ip {} failed: {status:?}", args.join(" "));
+}
+
+/// Two namespaces, a veth pair, the daemons and a directory; all removed on drop.
+struct Testbed {
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_for(path: &Path, deadline: Instant, needle: &str) -> Result<String, String> {
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            return Err(text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn interrupt_and_wait(child: &mut Child, deadline: Instant) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn lma_and_mag_daemons_register_across_namespaces() {
+    let euid = Command::new("id").arg("-u").output().expect("run id");
+    assert_eq!(
+        String::from_utf8_lossy(&euid.stdout).trim(),
+        "0",
+        "this test creates network namespaces and must run as root (CI does); it was not skipped"
+    );
+    let pid = std::process::id();
+    let (lma_ns, mag_ns) = (format!("pmip6-bin-lma-{pid}"), format!("pmip6-bin-mag-{pid}"));
+    let mut bed = Testbed { namespaces: Vec::new(), children: Vec::new(), dir: temp_dir("daemons") };
+    for ns in [&lma_ns, &mag_ns] {
+        ip(&["netns", "add", ns]);
+        bed.namespaces.push(ns.clone());
+    }
+    let (a, b) = (format!("bl{pid}"), format!("bm{pid}"));
+    ip(&["link", "add", &a, "netns", &lma_ns, "type", "veth", "peer", "name", &b, "netns", &mag_ns]);
+    for (ns, link, addr) in [(&lma_ns, &a, "2001:db8:ffff::1/64"), (&mag_ns, &b, "2001:db8:ffff::2/64")] {
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        ip(&["-n", ns, "addr", "add", addr, "dev", link, "nodad"]);
+        ip(&["-n", ns, "link", "set", link, "up"]);
+    }
+    let (lma_status, mag_status) = (bed.dir.join("lma.status"), bed.dir.join("mag.status"));
+    let lma_conf = bed.dir.join("lma.toml");
+    let mag_conf = bed.dir.join("mag.toml");
+    std::fs::write(
+        &lma_conf,
+        format!(
+            "address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nstatus_file = {:?}\n",
+            lma_status.display().to_string()
+        ),
+    )
+    .expect("write the LMA configuration");
+    std::fs::write(
+        &mag_conf,
+        format!(
+            "proxy_coa = \"2001:db8:ffff::2\"\nlma_address = \"2001:db8:ffff::1\"\nattach_static_at_start = true\nrouter_solicitations = false\n\
+             status_file = {:?}\n[[interfaces]]\nname = \"lo\"\naccess_technology = 3\nlink_local = \"fe80::1\"\n\
+             [[mobile_nodes]]\nmn_id = \"mn1@example.net\"\nmacs = [\"02:00:00:00:00:01\"]\n",
+            mag_status.display().to_string()
+        ),
+    )
+    .expect("write the MAG configuration");
+    let spawn = |ns: &str, role: &str, conf: &Path| {
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_pmip6"), role, "--config"])
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a daemon")
+    };
+    bed.children.push(spawn(&lma_ns, "lma", &lma_conf));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let up = wait_for(&lma_status, deadline, "bindings 0");
+    assert!(up.is_ok(), "the LMA daemon did not start: {up:?}");
+    bed.children.push(spawn(&mag_ns, "mag", &mag_conf));
+    let lma_bound = wait_for(&lma_status, deadline, "nai:mn1@example.net Active");
+    let mag_bound = wait_for(&mag_status, deadline, "bound 1");
+    assert!(lma_bound.is_ok(), "no binding at the LMA: {lma_bound:?}");
+    assert!(mag_bound.is_ok(), "the MAG got no PBA: {mag_bound:?}");
+    for child in &mut bed.children {
+        let status = interrupt_and_wait(child, Instant::now() + Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "a daemon did not stop cleanly on SIGINT: {status:?}");
+    }
+}
