@@ -1,0 +1,525 @@
+//! The `tun` tunnel backend's packet path: IPv6-in-IPv6 (RFC 2473) forwarded in user space,
+//! for kernels with no tunnel of their own (no ip6tnl, no seg6 lightweight tunnels).
+//!
+//! ```text
+//!  encapsulation:  kernel route ──► TUN p6tN ──read──► raw socket (protocol 41, bound to local)
+//!                                                      sendto(peer N): the kernel adds the outer
+//!                                                      header local → peer, next header 41
+//!  decapsulation:  raw socket recvfrom ──► outer source a tunnel peer? ──write──► its TUN p6tN
+//!                  (the kernel hands over the inner        (else dropped and counted)     the kernel routes
+//!                   packet, outer header stripped)                                        it as received on p6tN
+//! ```
+//!
+//! One TUN device per tunnel peer, one raw socket for all of them. The devices are not
+//! persistent: each disappears, with every route through it, when its descriptor closes — on
+//! tunnel removal, on [`crate::routing::Routing::close`], on drop, or when the process dies.
+//!
+//! Everything runs as tokio tasks on the runtime that called
+//! [`crate::routing::Routing::open`]: one task receives from the raw socket, one task per peer
+//! reads its TUN device. A read or write error is counted and logged, never a panic; a failing
+//! read is retried after [`ERROR_BACKOFF`] so that a broken descriptor never spins.
+
+use core::net::Ipv6Addr;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+
+/// The prefix of our TUN devices' names; the tunnel slot follows (`p6t0`, `p6t1`, ...).
+pub const DEVICE_PREFIX: &str = "p6t";
+/// How long a task waits after a failed read before reading again.
+pub const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// `IPPROTO_IPV6`: IPv6 encapsulated in IPv6 (RFC 2473).
+const PROTOCOL_IPV6_IN_IPV6: libc::c_int = 41;
+/// The largest IPv6 packet without a jumbogram, the size of every receive buffer.
+const BUFFER_LEN: usize = 65_535;
+/// The fixed IPv6 header.
+const IPV6_HEADER_LEN: usize = 40;
+
+/// What the forwarder did, since [`crate::routing::Routing::open`]. All zero with the seg6
+/// backend, where the kernel forwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelCounters {
+    /// Inner packets read from a TUN device and sent to their peer.
+    pub encapsulated_packets: u64,
+    /// Octets of those inner packets.
+    pub encapsulated_bytes: u64,
+    /// Inner packets received from a tunnel peer and written into its TUN device.
+    pub decapsulated_packets: u64,
+    /// Octets of those inner packets.
+    pub decapsulated_bytes: u64,
+    /// Protocol-41 packets whose outer source is no tunnel peer (RFC 5213 §5.6.1, §6.10.1).
+    pub dropped_not_a_peer: u64,
+    /// Multicast or link-local packets the kernel wrote into a TUN device (MLD, router
+    /// solicitations): never tunnelled.
+    pub dropped_link_scope: u64,
+    /// Packets that are not a well-formed IPv6 packet (inner, either way).
+    pub dropped_malformed: u64,
+    /// Failed sends on the raw socket (the packet is lost).
+    pub send_errors: u64,
+    /// Failed receives on the raw socket.
+    pub receive_errors: u64,
+    /// Failed reads from a TUN device.
+    pub device_read_errors: u64,
+    /// Failed writes into a TUN device (the packet is lost).
+    pub device_write_errors: u64,
+}
+
+/// The live counters, shared by the tasks.
+#[derive(Debug, Default)]
+struct Counters {
+    encapsulated_packets: AtomicU64,
+    encapsulated_bytes: AtomicU64,
+    decapsulated_packets: AtomicU64,
+    decapsulated_bytes: AtomicU64,
+    dropped_not_a_peer: AtomicU64,
+    dropped_link_scope: AtomicU64,
+    dropped_malformed: AtomicU64,
+    send_errors: AtomicU64,
+    receive_errors: AtomicU64,
+    device_read_errors: AtomicU64,
+    device_write_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: usize) {
+    counter.fetch_add(u64::try_from(by).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+impl Counters {
+    fn snapshot(&self) -> TunnelCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TunnelCounters {
+            encapsulated_packets: get(&self.encapsulated_packets),
+            encapsulated_bytes: get(&self.encapsulated_bytes),
+            decapsulated_packets: get(&self.decapsulated_packets),
+            decapsulated_bytes: get(&self.decapsulated_bytes),
+            dropped_not_a_peer: get(&self.dropped_not_a_peer),
+            dropped_link_scope: get(&self.dropped_link_scope),
+            dropped_malformed: get(&self.dropped_malformed),
+            send_errors: get(&self.send_errors),
+            receive_errors: get(&self.receive_errors),
+            device_read_errors: get(&self.device_read_errors),
+            device_write_errors: get(&self.device_write_errors),
+        }
+    }
+}
+
+/// The name of the TUN device of tunnel slot `slot`; at most 15 octets for every slot below
+/// [`crate::routing::MAX_TUNNELS`].
+pub fn device_name(slot: u32) -> String {
+    format!("{DEVICE_PREFIX}{slot}")
+}
+
+/// A non-blocking descriptor that closes on drop.
+fn checked_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers `fd` with the current tokio runtime's reactor (which must have I/O enabled);
+/// an error, not a panic, outside a runtime.
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other("the tun forwarder needs a tokio runtime"));
+    }
+    // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, and always returns the
+    // same descriptor, until the `AsyncFd` that owns it is dropped.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// One TUN device (IFF_TUN, no packet information), created in the calling thread's network
+/// namespace, removed by the kernel when this closes.
+#[derive(Debug)]
+pub(crate) struct TunDevice {
+    fd: AsyncFd<OwnedFd>,
+    name: String,
+}
+
+impl TunDevice {
+    /// Creates the device `name`. Fails (EBUSY) if a device of that name exists: a device
+    /// someone else made is never adopted (`IFF_TUN_EXCL`). Needs a tokio runtime with I/O.
+    pub fn create(name: &str) -> io::Result<TunDevice> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "device name too long"));
+        }
+        // SAFETY: a NUL-terminated path; the result is checked.
+        let fd = checked_fd(unsafe {
+            libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        })?;
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut request: libc::ifreq = unsafe { core::mem::zeroed() };
+        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes one ifreq, which lives for the call.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &raw mut request) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(TunDevice { fd: register(fd)?, name: name.to_owned() })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: `buf` is valid for `buf.len()` octets.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                usize::try_from(n).map_err(|_| io::Error::last_os_error())
+            });
+            if let Ok(result) = result {
+                return result;
+            }
+        }
+    }
+
+    /// One write, never waiting: a TUN write does not block, and a packet that cannot be
+    /// written now is lost like any other packet.
+    fn try_write(&self, packet: &[u8]) -> io::Result<usize> {
+        // SAFETY: `packet` is valid for `packet.len()` octets.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+/// The raw IPv6 socket on protocol 41, bound to our tunnel end point.
+#[derive(Debug)]
+struct RawSocket {
+    fd: AsyncFd<OwnedFd>,
+}
+
+fn sockaddr(addr: Ipv6Addr) -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in6 = unsafe { core::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_addr.s6_addr = addr.octets();
+    sa
+}
+
+const SOCKADDR_IN6_LEN: libc::socklen_t = core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+
+impl RawSocket {
+    fn open(local: Ipv6Addr) -> io::Result<RawSocket> {
+        // SAFETY: plain socket(2); the result is checked.
+        let fd = checked_fd(unsafe {
+            libc::socket(
+                libc::AF_INET6,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                PROTOCOL_IPV6_IN_IPV6,
+            )
+        })?;
+        let sa = sockaddr(local);
+        // RFC 5213 §5.6.1, §6.10.1: the tunnel runs between the LMAA and the Proxy-CoA, so the
+        // outer source is `local`; bound, the socket also receives only what is sent to `local`.
+        // SAFETY: a valid sockaddr_in6 of the given length.
+        let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), SOCKADDR_IN6_LEN) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RawSocket { fd: register(fd)? })
+    }
+
+    async fn send_to(&self, packet: &[u8], peer: Ipv6Addr) -> io::Result<usize> {
+        let sa = sockaddr(peer);
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: valid buffer and address for the call.
+                let n = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        packet.as_ptr().cast(),
+                        packet.len(),
+                        0,
+                        (&raw const sa).cast(),
+                        SOCKADDR_IN6_LEN,
+                    )
+                };
+                usize::try_from(n).map_err(|_| io::Error::last_os_error())
+            });
+            if let Ok(result) = result {
+                return result;
+            }
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Ipv6Addr)> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: all-zero is a valid sockaddr_in6.
+                let mut from: libc::sockaddr_in6 = unsafe { core::mem::zeroed() };
+                let mut len = SOCKADDR_IN6_LEN;
+                // SAFETY: valid buffers of the given lengths.
+                let n = unsafe {
+                    libc::recvfrom(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                        (&raw mut from).cast(),
+                        &raw mut len,
+                    )
+                };
+                let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+                Ok((n, Ipv6Addr::from(from.sin6_addr.s6_addr)))
+            });
+            if let Ok(result) = result {
+                return result;
+            }
+        }
+    }
+}
+
+/// Why an inner packet is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Forward,
+    Malformed,
+    LinkScope,
+}
+
+/// Checks an inner packet: a whole IPv6 packet (version 6, payload length within what was
+/// read), and, from a TUN device, not multicast or link-local — the kernel's own MLD reports
+/// and solicitations on the device, which have no business in the tunnel.
+fn check_inner(packet: &[u8], from_device: bool) -> Verdict {
+    if packet.len() < IPV6_HEADER_LEN || packet[0] >> 4 != 6 {
+        return Verdict::Malformed;
+    }
+    let payload = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    if IPV6_HEADER_LEN + payload > packet.len() {
+        return Verdict::Malformed;
+    }
+    if from_device {
+        let address = |at: usize| {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&packet[at..at + 16]);
+            Ipv6Addr::from(octets)
+        };
+        let (source, destination) = (address(8), address(24));
+        if destination.is_multicast() || destination.is_unicast_link_local() || source.is_unicast_link_local() {
+            return Verdict::LinkScope;
+        }
+    }
+    Verdict::Forward
+}
+
+/// The tunnel peers and their devices, read by the receiving task.
+type Peers = Arc<RwLock<HashMap<Ipv6Addr, Arc<TunDevice>>>>;
+
+/// The user-space forwarder of the `tun` backend: the raw socket, the devices by peer, and
+/// their tasks.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    socket: Arc<RawSocket>,
+    peers: Peers,
+    counters: Arc<Counters>,
+    receiver: JoinHandle<()>,
+    encapsulators: HashMap<Ipv6Addr, JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Opens the raw socket bound to `local` and spawns the receiving (decapsulating) task on
+    /// the current tokio runtime.
+    pub fn start(local: Ipv6Addr) -> io::Result<Forwarder> {
+        let socket = Arc::new(RawSocket::open(local)?);
+        let peers: Peers = Arc::default();
+        let counters = Arc::new(Counters::default());
+        let receiver = tokio::spawn(decapsulate(Arc::clone(&socket), Arc::clone(&peers), Arc::clone(&counters)));
+        Ok(Forwarder { socket, peers, counters, receiver, encapsulators: HashMap::new() })
+    }
+
+    /// Starts forwarding between `device` and `peer`: packets the kernel routes into the device
+    /// go to the peer, packets from the peer come out of the device. Replaces a previous device
+    /// of the same peer.
+    pub async fn add(&mut self, peer: Ipv6Addr, device: TunDevice) {
+        self.remove(peer).await;
+        let device = Arc::new(device);
+        self.write_peers().insert(peer, Arc::clone(&device));
+        let task = encapsulate(peer, device, Arc::clone(&self.socket), Arc::clone(&self.counters));
+        self.encapsulators.insert(peer, tokio::spawn(task));
+    }
+
+    /// Stops forwarding to and from `peer` and closes its device (the kernel removes it and
+    /// every route through it). Returns once the device is closed.
+    pub async fn remove(&mut self, peer: Ipv6Addr) {
+        self.write_peers().remove(&peer);
+        if let Some(task) = self.encapsulators.remove(&peer) {
+            task.abort();
+            // The aborted task has dropped its future, and with it the last handle of the
+            // device, when the join handle resolves.
+            let _ = task.await;
+        }
+    }
+
+    /// Stops everything and closes the socket and every device.
+    pub async fn shutdown(mut self) {
+        let peers: Vec<Ipv6Addr> = self.encapsulators.keys().copied().collect();
+        for peer in peers {
+            self.remove(peer).await;
+        }
+        self.receiver.abort();
+        let _ = (&mut self.receiver).await;
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> TunnelCounters {
+        self.counters.snapshot()
+    }
+
+    fn write_peers(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Ipv6Addr, Arc<TunDevice>>> {
+        // A panic while holding the lock cannot leave the map inconsistent (single inserts
+        // and removes), so a poisoned lock is used as it is.
+        self.peers.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        // Dropped without shutdown (a crash, in effect): the tasks end with the runtime's next
+        // turn, and the devices with them.
+        self.receiver.abort();
+        for task in self.encapsulators.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Reads what the kernel routes into `device` and sends it to `peer`.
+async fn encapsulate(peer: Ipv6Addr, device: Arc<TunDevice>, socket: Arc<RawSocket>, counters: Arc<Counters>) {
+    let mut buf = vec![0u8; BUFFER_LEN];
+    loop {
+        let n = match device.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                bump(&counters.device_read_errors, 1);
+                tracing::warn!(device = device.name(), error = %e, "reading from the tunnel device failed");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let packet = &buf[..n];
+        match check_inner(packet, true) {
+            Verdict::Forward => {}
+            Verdict::Malformed => {
+                bump(&counters.dropped_malformed, 1);
+                continue;
+            }
+            Verdict::LinkScope => {
+                bump(&counters.dropped_link_scope, 1);
+                continue;
+            }
+        }
+        // RFC 2473 §3: the inner packet goes whole into a new IPv6 packet to the tunnel exit
+        // point; its hop limit was already decremented by the kernel's forwarding. Packets too
+        // big for the device never get here: the kernel sent Packet Too Big to their source
+        // for the device MTU (RFC 2473 §7).
+        match socket.send_to(packet, peer).await {
+            Ok(_) => {
+                bump(&counters.encapsulated_packets, 1);
+                bump(&counters.encapsulated_bytes, n);
+            }
+            Err(e) => {
+                bump(&counters.send_errors, 1);
+                tracing::debug!(%peer, error = %e, "sending an encapsulated packet failed");
+            }
+        }
+    }
+}
+
+/// Receives every protocol-41 packet sent to `local` and writes the inner packet into the
+/// device of the peer that sent it.
+async fn decapsulate(socket: Arc<RawSocket>, peers: Peers, counters: Arc<Counters>) {
+    let mut buf = vec![0u8; BUFFER_LEN];
+    loop {
+        let (n, source) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                bump(&counters.receive_errors, 1);
+                tracing::warn!(error = %e, "receiving on the tunnel socket failed");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        // RFC 5213 §5.6.1 (LMA), §6.10.1 (MAG): only tunnelled packets from a registered
+        // tunnel end point are accepted.
+        let device = peers.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&source).cloned();
+        let Some(device) = device else {
+            bump(&counters.dropped_not_a_peer, 1);
+            tracing::debug!(%source, "dropped a tunnelled packet from an address that is no tunnel peer");
+            continue;
+        };
+        let packet = &buf[..n];
+        if check_inner(packet, false) != Verdict::Forward {
+            bump(&counters.dropped_malformed, 1);
+            continue;
+        }
+        // RFC 2473 §3.1: decapsulated, the inner packet is forwarded as if received on the
+        // tunnel interface.
+        match device.try_write(packet) {
+            Ok(_) => {
+                bump(&counters.decapsulated_packets, 1);
+                bump(&counters.decapsulated_bytes, n);
+            }
+            Err(e) => {
+                bump(&counters.device_write_errors, 1);
+                tracing::debug!(device = device.name(), error = %e, "writing into the tunnel device failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(source: Ipv6Addr, destination: Ipv6Addr, payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; IPV6_HEADER_LEN + payload];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&u16::try_from(payload).unwrap_or(0).to_be_bytes());
+        p[6] = 59;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&source.octets());
+        p[24..40].copy_from_slice(&destination.octets());
+        p
+    }
+
+    #[test]
+    fn inner_packets_are_checked() {
+        let global = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        let other = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+        let link_local = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let mld = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+        assert_eq!(check_inner(&packet(global, other, 8), true), Verdict::Forward);
+        assert_eq!(check_inner(&packet(global, other, 8), false), Verdict::Forward);
+        assert_eq!(check_inner(&packet(Ipv6Addr::UNSPECIFIED, mld, 8), true), Verdict::LinkScope);
+        assert_eq!(check_inner(&packet(link_local, other, 8), true), Verdict::LinkScope);
+        assert_eq!(check_inner(&packet(global, link_local, 8), true), Verdict::LinkScope);
+        assert_eq!(check_inner(&packet(global, other, 8)[..39], true), Verdict::Malformed);
+        assert_eq!(check_inner(&packet(global, other, 8)[..47], false), Verdict::Malformed);
+        let mut v4 = packet(global, other, 8);
+        v4[0] = 0x45;
+        assert_eq!(check_inner(&v4, false), Verdict::Malformed);
+    }
+
+    #[test]
+    fn device_names_fit_ifnamsiz() {
+        assert_eq!(device_name(0), "p6t0");
+        assert!(device_name(crate::routing::MAX_TUNNELS - 1).len() < libc::IFNAMSIZ);
+        assert!(device_name(u32::MAX).len() < libc::IFNAMSIZ);
+    }
+}
