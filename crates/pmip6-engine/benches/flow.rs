@@ -3,7 +3,8 @@
 //!   mode and of a first packet in `learn`), against a baseline in the same run: the same
 //!   classification and a plain `HashMap<FlowKey, u16>` with the standard SipHash;
 //! - insert of a new flow (classify, owner lookup, policy decision, table insert, steering
-//!   intent), with no rule and with a 10,000-rule policy;
+//!   intent), with no rule and with a 10,000-rule policy, into a table sized at start
+//!   (`FlowConfig::reserved_flows`) and, for comparison, into one growing from empty;
 //! - applying a 10,000-rule operator policy (validate, compile, index, re-decide the 10,000
 //!   live flows, emit the differences).
 //!
@@ -56,7 +57,17 @@ fn packet(i: u16, cn: u16, port: u16) -> Vec<u8> {
 
 /// An engine with `MNS` mobile nodes, each on WLAN at MAG 2i+1 and 3G at MAG 2i+2.
 fn engine(max_flows: usize) -> FlowSteering {
-    let mut e = FlowSteering::new(FlowConfig { max_flows, max_flows_per_mobile_node: 65_535, ..FlowConfig::default() });
+    engine_reserving(max_flows, 0)
+}
+
+/// As [`engine`], with room for `reserved_flows` flows made at start.
+fn engine_reserving(max_flows: usize, reserved_flows: usize) -> FlowSteering {
+    let mut e = FlowSteering::new(FlowConfig {
+        max_flows,
+        max_flows_per_mobile_node: 65_535,
+        reserved_flows,
+        ..FlowConfig::default()
+    });
     for i in 0..MNS {
         let a = |m, att, l: u8| AttachmentView {
             proxy_coa: mag(m),
@@ -163,19 +174,14 @@ fn lookup(c: &mut Criterion) {
 
 /// Inserts `iters` new flows into fresh engines of 100,000 flows each; only the inserts (and
 /// draining their intents) are timed.
-fn insert_run(iters: u64, policy: Option<&[OperatorRule]>) -> Duration {
+fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, presized: bool) -> Duration {
     const CHUNK: u64 = 100_000;
     let mut total = Duration::ZERO;
     let mut done = 0u64;
-    let mut base = engine(CHUNK as usize);
-    if let Some(rules) = policy {
-        base.set_operator_rules(rules.to_vec()).expect("policy");
-    }
-    while base.poll_batch().is_some() {}
     let mut p = packet(0, 1, 0);
     while done < iters {
         let n = (iters - done).min(CHUNK);
-        let mut e = engine(CHUNK as usize);
+        let mut e = engine_reserving(CHUNK as usize, if presized { CHUNK as usize } else { 0 });
         if let Some(rules) = policy {
             e.set_operator_rules(rules.to_vec()).expect("policy");
             while e.poll_batch().is_some() {}
@@ -210,10 +216,17 @@ fn insert_run(iters: u64, policy: Option<&[OperatorRule]>) -> Duration {
 
 fn insert(c: &mut Criterion) {
     let policy = rules();
-    let mut group = c.benchmark_group("flow insert (table growing to 100,000)");
+    let mut group = c.benchmark_group("flow insert (up to 100,000 flows)");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("new flow, no rule", |b| b.iter_custom(|iters| insert_run(iters, None)));
-    group.bench_function("new flow, 10,000-rule policy", |b| b.iter_custom(|iters| insert_run(iters, Some(&policy))));
+    group.bench_function("new flow, no rule, table growing from empty", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, false))
+    });
+    group.bench_function("new flow, no rule, table sized at start", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, true))
+    });
+    group.bench_function("new flow, 10,000-rule policy, table sized at start", |b| {
+        b.iter_custom(|iters| insert_run(iters, Some(&policy), true))
+    });
     group.finish();
 }
 

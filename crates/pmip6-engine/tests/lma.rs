@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use pmip6_engine::flow::{OperatorRule, Route, Rule, Scope, Steering, TargetSpec, Verdict};
+use pmip6_engine::flow::{MoveError, OperatorRule, Route, Rule, Scope, Steering, TargetSpec, Verdict};
 use pmip6_engine::lma::{
     BindingState, DeleteReason, Lma, LmaConfig, LmaEvent, MessageOrdering, MobileNodePolicy, NotificationAnswer,
     NotifyMode, RevocationScope,
@@ -1942,6 +1942,21 @@ fn draft_4_2_operator_rule_steers_matching_flows_moves_fail_over_and_leave_nothi
     let flows = w.lma.flow_steering().unwrap();
     assert_eq!(flows.flow(&mn, web).unwrap().route, Route::PrefixRoute);
     assert_eq!(flows.flow(&mn, video2).unwrap().route, Route::Tunnel(mag(2)));
+
+    // Releasing the move puts the flow back where the operator rule wants it.
+    assert_eq!(w.lma.unpin_flow(w.now, &mn, video), Ok(Route::Tunnel(mag(2))));
+    w.step();
+    assert_eq!(
+        w.steering_intents(),
+        vec![
+            Intent::Remove(Resource::Steering(Steering::Flow { key: video_key, route: Route::Tunnel(mag(1)) })),
+            Intent::Add(Resource::Steering(Steering::Flow { key: video_key, route: Route::Tunnel(mag(2)) })),
+        ]
+    );
+    assert_eq!(w.lma.unpin_flow(w.now, &mn, 999), Err(MoveError::UnknownFlow(999)));
+    assert_eq!(w.lma.move_flow(w.now, &mn, video, TargetSpec::Mag(mag(1))), Ok(Route::Tunnel(mag(1))));
+    w.step();
+    w.take_intents();
 
     // The UTRAN attachment goes: its flows move at once, in the same step, and its tunnel is
     // removed only after the steering into it (the fake data plane checks the order).

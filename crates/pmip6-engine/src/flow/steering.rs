@@ -40,6 +40,10 @@ pub struct FlowConfig {
     pub max_flows: usize,
     /// Flows of one mobile node at most (capped at 65,535, the FID space).
     pub max_flows_per_mobile_node: usize,
+    /// Flows the table has room for from the start (at most `max_flows`): memory reserved at
+    /// start-up, so that the first flows do not pay for the table's growth. Beyond it, the
+    /// table grows (amortised, with a pause per doubling) up to `max_flows`.
+    pub reserved_flows: usize,
     /// A flow with no packet for this long is forgotten and its steering withdrawn.
     pub idle_timeout: Now,
     /// The fragment reassociation cache.
@@ -58,6 +62,7 @@ impl Default for FlowConfig {
             mode: SteeringMode::PerFlow,
             max_flows: 1 << 20,
             max_flows_per_mobile_node: 4096,
+            reserved_flows: 16_384,
             idle_timeout: Now::from_secs(120),
             fragments: FragmentCacheConfig::default(),
             mn_rules: MnRuleLimits::default(),
@@ -429,7 +434,8 @@ pub struct FlowSteering {
 impl FlowSteering {
     /// An engine with no mobile node, no flow and no operator rule.
     pub fn new(config: FlowConfig) -> Self {
-        let table = FlowTable::new(config.max_flows, config.max_flows_per_mobile_node, config.idle_timeout);
+        let mut table = FlowTable::new(config.max_flows, config.max_flows_per_mobile_node, config.idle_timeout);
+        table.reserve(config.reserved_flows);
         let policy = Policy::compile(Vec::new(), config.mn_rules.clone()).unwrap_or_default();
         Self {
             classifier: Classifier::new(config.fragments),
@@ -997,6 +1003,7 @@ impl FlowSteering {
 
     fn summary(&self, handle: FlowHandle) -> Option<FlowSummary> {
         let e = self.table.get(handle)?;
+        let counters = self.table.counters(handle)?;
         Some(FlowSummary {
             handle,
             fid: e.fid,
@@ -1005,10 +1012,10 @@ impl FlowSteering {
             rule: e.decision.rule,
             preferred: e.decision.preferred,
             pinned: self.pins.contains_key(&handle),
-            packets: e.packets,
-            bytes: e.bytes,
+            packets: counters.packets,
+            bytes: counters.bytes,
             first_seen: e.first_seen(),
-            last_seen: e.last_seen(),
+            last_seen: counters.last_seen,
         })
     }
 

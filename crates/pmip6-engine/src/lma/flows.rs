@@ -100,6 +100,16 @@ impl Lma {
         result
     }
 
+    /// Releases an explicit move of one flow of `mn`: the flow goes back to where the policy puts
+    /// it (see [`FlowSteering::unpin`]), through make-before-break like any other move.
+    pub fn unpin_flow(&mut self, now: Now, mn: &MnIdentifier, fid: u16) -> Result<Route, MoveError> {
+        let flows = self.flows.as_mut().ok_or(MoveError::UnknownMobileNode)?;
+        let result = flows.unpin(mn, fid);
+        self.begin_input();
+        self.finish_input(now);
+        result
+    }
+
     /// Moves every live flow of `mn` matching `selector` (RFC 6088): see
     /// [`FlowSteering::move_selector`]. Returns how many flows matched.
     pub fn move_selector(
