@@ -4,7 +4,7 @@
 //! bad value stops the daemon before it opens a socket. Values the RFCs give a default for
 //! (RFC 5213 §9.3 timers, RFC 5847 heartbeats) may be left out.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +13,12 @@ use pmip6_engine::lma::{LmaConfig, NotifyMode};
 use pmip6_engine::mag::{AccessInterface, MagConfig, MobileNodeEntry};
 use pmip6_wire::{AccessTechnologyType, MnIdentifier, ParseConfig, Prefix};
 use serde::Deserialize;
+
+use crate::api::ApiSettings;
+use crate::dataplane::DataPlaneSettings;
+use pmip6_dataplane::routing::TunnelBackend;
+use pmip6_dataplane::steering::SteeringBackend;
+use pmip6_engine::flow::SteeringMode;
 
 /// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,141 @@ fn parse_config(key: &str, muho_option_type: u8) -> Result<ParseConfig, ConfigEr
 
 fn default_muho() -> u8 {
     ParseConfig::DEFAULT_MUHO_OPTION_TYPE
+}
+
+// ---- control API ----------------------------------------------------------------------------
+
+/// The `[api]` table: where the control API listens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    /// The unix socket (`/run/pmip6/lma.sock` or `/run/pmip6/mag.sock` when left out).
+    pub socket: Option<PathBuf>,
+    /// A TCP address too, loopback only (`127.0.0.1:9100`): the API has no authentication.
+    pub listen: Option<String>,
+}
+
+/// The LMA's control socket when `[api]` names none.
+pub const LMA_SOCKET: &str = "/run/pmip6/lma.sock";
+/// The MAG's control socket when `[api]` names none.
+pub const MAG_SOCKET: &str = "/run/pmip6/mag.sock";
+
+/// The longest unix socket path the kernel takes (`sun_path` less its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+impl ApiFile {
+    /// Checks the table; `default_socket` is the role's socket.
+    pub fn validate(&self, default_socket: &str) -> Result<ApiSettings, ConfigError> {
+        let socket = self.socket.clone().unwrap_or_else(|| PathBuf::from(default_socket));
+        if socket.as_os_str().is_empty() {
+            return Err(invalid("api.socket", "empty"));
+        }
+        if socket.as_os_str().len() > SOCKET_PATH_MAX {
+            return Err(invalid("api.socket", format!("longer than {SOCKET_PATH_MAX} octets")));
+        }
+        let listen = match &self.listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr =
+                    text.parse().map_err(|_| invalid("api.listen", format!("`{text}` is not ADDRESS:PORT")))?;
+                if !addr.ip().is_loopback() {
+                    return Err(invalid("api.listen", "not a loopback address (the API has no authentication)"));
+                }
+                Some(addr)
+            }
+        };
+        Ok(ApiSettings { socket: Some(socket), listen })
+    }
+}
+
+// ---- data plane -----------------------------------------------------------------------------
+
+/// The `[dataplane]` table: how intents reach the kernel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataPlaneFile {
+    /// Whether intents are applied to the kernel (true) or only logged (false).
+    pub enabled: bool,
+    /// `auto` (seg6 where the kernel has it, else tun), `tun`, `seg6` or `ip6tnl`.
+    pub tunnel: String,
+    /// LMA only: `learn` (default), `map` or `nfqueue` (DESIGN.md, "Data plane on Linux").
+    pub steering: Option<String>,
+    /// The first routing table of ours (0x7000).
+    pub table_base: u32,
+    /// The first rule priority of ours (1000).
+    pub rule_priority: u32,
+    /// The protocol number that tags our routes and rules (157).
+    pub protocol: u8,
+    /// The MTU of tunnel devices (1460: a 1500-octet transport less the outer header).
+    pub tunnel_mtu: u32,
+    /// LMA only: the NFQUEUE number (0).
+    pub queue: Option<u16>,
+    /// LMA only: the nftables table of ours (`pmip6`).
+    pub nft_table: Option<String>,
+}
+
+impl Default for DataPlaneFile {
+    fn default() -> Self {
+        let d = DataPlaneSettings::default();
+        Self {
+            enabled: d.enabled,
+            tunnel: "auto".to_owned(),
+            steering: None,
+            table_base: d.table_base,
+            rule_priority: d.rule_priority,
+            protocol: d.protocol,
+            tunnel_mtu: d.tunnel_mtu,
+            queue: None,
+            nft_table: None,
+        }
+    }
+}
+
+impl DataPlaneFile {
+    /// Checks the table; `lma` allows the LMA-only keys.
+    pub fn validate(&self, lma: bool) -> Result<DataPlaneSettings, ConfigError> {
+        let mut d = DataPlaneSettings { enabled: self.enabled, ..DataPlaneSettings::default() };
+        d.tunnel = match self.tunnel.as_str() {
+            "auto" => TunnelBackend::Auto,
+            "tun" => TunnelBackend::Tun,
+            "seg6" => TunnelBackend::Seg6,
+            "ip6tnl" => TunnelBackend::Ip6tnl,
+            other => return Err(invalid("dataplane.tunnel", format!("`{other}`: use auto, tun, seg6 or ip6tnl"))),
+        };
+        if !lma && (self.steering.is_some() || self.queue.is_some() || self.nft_table.is_some()) {
+            return Err(invalid("dataplane", "steering, queue and nft_table are LMA keys"));
+        }
+        d.steering = match self.steering.as_deref().unwrap_or("learn") {
+            "learn" => SteeringBackend::Learn,
+            "map" => SteeringBackend::Map,
+            "nfqueue" => SteeringBackend::NfQueue,
+            other => return Err(invalid("dataplane.steering", format!("`{other}`: use learn, map or nfqueue"))),
+        };
+        if self.table_base < 256 || self.table_base > u32::MAX - 0x2000 {
+            return Err(invalid("dataplane.table_base", "must be at least 256 (253-255 are the system's)"));
+        }
+        d.table_base = self.table_base;
+        if self.rule_priority < 2 || self.rule_priority > 32000 {
+            return Err(invalid("dataplane.rule_priority", "must be 2..=32000 (before the main table's rule)"));
+        }
+        d.rule_priority = self.rule_priority;
+        if self.protocol <= 4 {
+            return Err(invalid("dataplane.protocol", "0-4 are the kernel's and the system's"));
+        }
+        d.protocol = self.protocol;
+        if !(1280..=65495).contains(&self.tunnel_mtu) {
+            return Err(invalid("dataplane.tunnel_mtu", "must be 1280..=65495 (RFC 8200 §5 minimum MTU)"));
+        }
+        d.tunnel_mtu = self.tunnel_mtu;
+        d.queue = self.queue.unwrap_or(0);
+        if let Some(table) = &self.nft_table {
+            if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(invalid("dataplane.nft_table", format!("`{table}`: letters, digits and _ only")));
+            }
+            d.nft_table = table.clone();
+        }
+        Ok(d)
+    }
 }
 
 // ---- LMA ------------------------------------------------------------------------------------
@@ -144,6 +285,11 @@ pub struct LmaFile {
     pub timers: LmaTimers,
     /// A file the daemon rewrites with its binding count and prefixes after each change.
     pub status_file: Option<PathBuf>,
+    /// The control API; none without this table.
+    pub api: Option<ApiFile>,
+    /// The data plane (applied to the kernel unless `enabled = false`).
+    #[serde(default)]
+    pub dataplane: DataPlaneFile,
 }
 
 fn default_prefix_len() -> u8 {
@@ -157,6 +303,10 @@ pub struct LmaSettings {
     pub engine: LmaConfig,
     /// Where to write the status, if anywhere.
     pub status_file: Option<PathBuf>,
+    /// The control API, if any.
+    pub api: Option<ApiSettings>,
+    /// The data plane.
+    pub dataplane: DataPlaneSettings,
 }
 
 impl LmaFile {
@@ -202,7 +352,16 @@ impl LmaFile {
         engine.timestamp_validity_window = Duration::from_millis(t.timestamp_validity_window_ms);
         engine.heartbeat_interval =
             (t.heartbeat_interval_secs > 0).then(|| Duration::from_secs(t.heartbeat_interval_secs));
-        Ok(LmaSettings { engine, status_file: self.status_file.clone() })
+        let api = self.api.as_ref().map(|a| a.validate(LMA_SOCKET)).transpose()?;
+        let dataplane = self.dataplane.validate(true)?;
+        // `map` steering compiles policies into selector elements; the others key by flow.
+        if let Some(flow) = engine.flow.as_mut() {
+            flow.mode = match dataplane.steering {
+                SteeringBackend::Map => SteeringMode::PerSelector,
+                SteeringBackend::Learn | SteeringBackend::NfQueue => SteeringMode::PerFlow,
+            };
+        }
+        Ok(LmaSettings { engine, status_file: self.status_file.clone(), api, dataplane })
     }
 }
 
@@ -268,6 +427,11 @@ pub struct MagFile {
     pub router_solicitations: bool,
     /// A file the daemon rewrites with its Binding Update List after each change.
     pub status_file: Option<PathBuf>,
+    /// The control API; none without this table.
+    pub api: Option<ApiFile>,
+    /// The data plane (applied to the kernel unless `enabled = false`).
+    #[serde(default)]
+    pub dataplane: DataPlaneFile,
 }
 
 /// A checked MAG configuration.
@@ -283,6 +447,10 @@ pub struct MagSettings {
     pub access_links: Vec<(String, InterfaceId, Ipv6Addr)>,
     /// Where to write the status, if anywhere.
     pub status_file: Option<PathBuf>,
+    /// The control API, if any.
+    pub api: Option<ApiSettings>,
+    /// The data plane.
+    pub dataplane: DataPlaneSettings,
 }
 
 fn yes() -> bool {
@@ -368,7 +536,9 @@ impl MagFile {
                 multihoming: node.multihoming,
             });
         }
-        Ok(MagSettings { engine, attach_at_start, access_links, status_file: self.status_file.clone() })
+        let api = self.api.as_ref().map(|a| a.validate(MAG_SOCKET)).transpose()?;
+        let dataplane = self.dataplane.validate(false)?;
+        Ok(MagSettings { engine, attach_at_start, access_links, status_file: self.status_file.clone(), api, dataplane })
     }
 }
 
@@ -389,6 +559,8 @@ mod tests {
     fn the_examples_load() {
         let lma = LmaFile::from_toml(LMA).and_then(|f| f.validate());
         assert!(lma.is_ok(), "{lma:?}");
+        let api = lma.ok().and_then(|l| l.api);
+        assert_eq!(api.and_then(|a| a.socket), Some(PathBuf::from(LMA_SOCKET)));
         let mag = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| Some(7)));
         let mag = match mag {
             Ok(mag) => mag,
@@ -408,6 +580,11 @@ mod tests {
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "address"), "{e:?}");
         let e = LmaFile::from_toml("adress = \"::1\"");
         assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("adress")), "{e:?}");
+        let e = LmaFile::from_toml(&LMA.replace("listen = \"127.0.0.1:9100\"", "listen = \"192.0.2.1:9100\""))
+            .and_then(|f| f.validate());
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "api.listen"), "{e:?}");
+        let e = LmaFile::from_toml(&LMA.replace("[api]", "[api]\nport = 1")).and_then(|f| f.validate());
+        assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("port")), "{e:?}");
         let e = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| None));
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "interfaces[0].name"), "{e:?}");
     }

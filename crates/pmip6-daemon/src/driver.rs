@@ -1,15 +1,23 @@
 //! The event loop around an engine: socket readable, the engine's next deadline, shutdown.
 //!
 //! The loop is thin on purpose (the timer part is quinn's `drive_timer`): read the clock, feed
-//! the engine, then drain its outputs in the fixed order — transmits are sent, data-plane
-//! intents and events are logged (the data plane comes later). Each wake-up does bounded work:
-//! at most [`DATAGRAMS_PER_WAKEUP`] datagrams are read before the outputs are drained.
+//! the engine, then drain its outputs in a fixed order — data-plane intents are applied to the
+//! kernel first ([`DataPlane`]), then the messages are sent, so that a PBA or a Router
+//! Advertisement leaves only once the tunnel and routes it announces exist; events are logged
+//! and counted. Each wake-up does bounded work: at most [`DATAGRAMS_PER_WAKEUP`] datagrams (or
+//! queued packets) are read before the outputs are drained.
+//!
+//! Inputs: the Mobility Header socket; at a MAG, the access links' Router Solicitations and
+//! their carrier changes (a link going down is a detach); at an LMA, the packets of unknown
+//! flows from the NFQUEUE (`learn` steering) or every packet (`nfqueue`); the control API;
+//! the engine's next deadline; shutdown.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::io;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pmip6_engine::lma::Lma;
@@ -18,6 +26,10 @@ use pmip6_engine::{Intent, InterfaceId, Now, Received, Transmit};
 use pmip6_wire::nd::{NdMessage, RouterAdvertisement, RouterSolicitation};
 use pmip6_wire::{Message, ParseConfig};
 
+use crate::api::{self, ApiServer, Call, Request, Response};
+use crate::dataplane::DataPlane;
+use crate::link_monitor::{LinkChange, LinkMonitor};
+use crate::metrics::Metrics;
 use crate::mh_socket::{MhSocket, RECEIVE_BUFFER};
 use crate::nd_socket::{self, ND_HOP_LIMIT, NdDatagram, NdSocket};
 
@@ -51,7 +63,29 @@ pub trait Engine {
     fn handle_router_solicitation(&mut self, now: Now, interface: InterfaceId, src: Ipv6Addr, rs: &RouterSolicitation) {
         let _ = (now, interface, src, rs);
     }
+    /// Answers a control API request against the engine ([`crate::api`]).
+    fn answer(driver: &mut Driver<Self>, now: Now, request: Request) -> Response
+    where
+        Self: Sized;
+    /// Counts what `event` means in `metrics` (retransmissions, heartbeat misses) and names the
+    /// mobile node and the peer it is about, for the log line.
+    fn account_event(&self, metrics: &Metrics, event: &Self::Event) -> EventSubject;
+    /// A downlink packet the kernel queued (an unknown flow in `learn` steering, every packet
+    /// in `nfqueue`): where it goes, or `None` when it is not ours to steer. Engines that do
+    /// not steer flows return `None`.
+    fn handle_queued_packet(&mut self, now: Now, packet: &[u8]) -> Option<pmip6_engine::flow::Route> {
+        let _ = (now, packet);
+        None
+    }
+    /// Access link `interface` lost its carrier: every mobile node attached there has left
+    /// (RFC 5213 §6.9.1.4). Engines without access links ignore it.
+    fn handle_link_down(&mut self, now: Now, interface: InterfaceId) {
+        let _ = (now, interface);
+    }
 }
+
+/// The mobile node (MN-ID as text) and the peer an event is about, where known.
+pub type EventSubject = (Option<String>, Option<Ipv6Addr>);
 
 impl Engine for Lma {
     type Event = pmip6_engine::lma::LmaEvent;
@@ -88,12 +122,83 @@ impl Engine for Lma {
         }
         out
     }
+    fn answer(driver: &mut Driver<Self>, now: Now, request: Request) -> Response {
+        api::lma::answer(driver, now, request)
+    }
+    fn handle_queued_packet(&mut self, now: Now, packet: &[u8]) -> Option<pmip6_engine::flow::Route> {
+        use pmip6_engine::flow::{Route, Verdict};
+        match self.handle_packet(now, packet) {
+            Ok(Verdict::Flow { route, .. }) => Some(route),
+            // A new flow the table cannot take follows the base route (RFC 5213 §5.6.2).
+            Ok(Verdict::Refused(_)) => Some(Route::PrefixRoute),
+            Ok(Verdict::NotMobileNode) | Err(_) => None,
+        }
+    }
+    fn account_event(&self, metrics: &Metrics, event: &Self::Event) -> EventSubject {
+        use pmip6_engine::lma::LmaEvent as E;
+        let mn = |binding| self.binding_cache().get(binding).map(|b| api::mn_text(b.mn_id()));
+        match event {
+            E::BindingCreated { mn_id, proxy_coa, .. } => (Some(api::mn_text(mn_id)), Some(*proxy_coa)),
+            E::BindingRefreshed { binding, proxy_coa, .. }
+            | E::AttachmentAdded { binding, proxy_coa }
+            | E::AttachmentRemoved { binding, proxy_coa, .. }
+            | E::BindingDeregistered { binding, proxy_coa }
+            | E::BindingExpired { binding, proxy_coa } => (mn(*binding), Some(*proxy_coa)),
+            E::BindingHandedOff { binding, to, .. } => (mn(*binding), Some(*to)),
+            E::BindingDeleted { binding, .. } => (mn(*binding), None),
+            E::DeregistrationIgnored { binding, from, .. } => (binding.and_then(mn), Some(*from)),
+            E::PbuHeld { candidate, from, .. } => (mn(*candidate), Some(*from)),
+            E::PbuRejected { from, mn_id, .. } => (mn_id.as_ref().map(api::mn_text), Some(*from)),
+            E::NotificationSent { binding, peer, attempt, .. } => {
+                if *attempt > 0 {
+                    metrics.retransmissions.inc();
+                }
+                (mn(*binding), Some(*peer))
+            }
+            E::NotificationAcknowledged { binding, peer, .. }
+            | E::NotificationRefused { binding, peer, .. }
+            | E::NotificationGivenUp { binding, peer, .. } => (mn(*binding), Some(*peer)),
+            E::RevocationSent { peer, attempt, .. } => {
+                if *attempt > 0 {
+                    metrics.retransmissions.inc();
+                }
+                (None, Some(*peer))
+            }
+            E::PeerUnreachable { peer, missed } => {
+                metrics.heartbeat_misses.inc_by(u64::from(*missed));
+                metrics.peers_unreachable.inc();
+                (None, Some(*peer))
+            }
+            E::RevocationAcknowledged { peer, .. }
+            | E::RevocationFailed { peer, .. }
+            | E::RevocationGivenUp { peer, .. }
+            | E::PeerReachable { peer }
+            | E::PeerRestarted { peer, .. } => (None, Some(*peer)),
+            E::BindingErrorSent { to, .. } => (None, Some(*to)),
+            E::BindingErrorReceived { from, .. } | E::Ignored { from, .. } => (None, Some(*from)),
+            E::SteeringRefused { mn_id, .. } => (Some(api::mn_text(mn_id)), None),
+            E::ConfigurationIgnored { .. } => (None, None),
+        }
+    }
 }
 
 impl Engine for Mag {
     type Event = pmip6_engine::mag::MagEvent;
     fn handle_message(&mut self, now: Now, received: Received) {
         Mag::handle_message(self, now, received);
+    }
+    fn handle_link_down(&mut self, now: Now, interface: InterfaceId) {
+        // RFC 5213 §6.9.1.4: the mobile nodes of a link without carrier have left it; each
+        // session there is de-registered.
+        let gone: Vec<[u8; 6]> = self
+            .binding_update_list()
+            .iter()
+            .filter(|entry| entry.key.interface == interface)
+            .map(|entry| entry.key.mac)
+            .collect();
+        for mac in gone {
+            self.handle_detach(now, interface, mac);
+        }
     }
     fn handle_timeout(&mut self, now: Now) {
         Mag::handle_timeout(self, now);
@@ -117,6 +222,44 @@ impl Engine for Mag {
     }
     fn handle_router_solicitation(&mut self, now: Now, interface: InterfaceId, src: Ipv6Addr, rs: &RouterSolicitation) {
         Mag::handle_router_solicitation(self, now, interface, src, None, rs);
+    }
+    fn answer(driver: &mut Driver<Self>, now: Now, request: Request) -> Response {
+        api::mag::answer(driver, now, request)
+    }
+    fn account_event(&self, metrics: &Metrics, event: &Self::Event) -> EventSubject {
+        use pmip6_engine::mag::MagEvent as E;
+        let lma = Some(self.config().lmaa);
+        match event {
+            E::PbuSent { key, transmission, .. } => {
+                if *transmission > 1 {
+                    metrics.retransmissions.inc();
+                }
+                (Some(api::mn_text(&key.mn_id)), lma)
+            }
+            E::LmaUnreachable { missed } => {
+                metrics.heartbeat_misses.inc_by(u64::from(*missed));
+                metrics.peers_unreachable.inc();
+                (None, lma)
+            }
+            E::Attached { key, .. }
+            | E::AttachWhileRegistering { key }
+            | E::GaveUp { key, .. }
+            | E::Superseded { key, .. }
+            | E::BindingAccepted { key, .. }
+            | E::BindingRejected { key, .. }
+            | E::UnusableAck { key, .. }
+            | E::SequenceResynchronised { key, .. }
+            | E::Detached { key }
+            | E::Deregistered { key, .. }
+            | E::BindingExpired { key }
+            | E::PrefixesUpdated { key, .. }
+            | E::ReregistrationRequested { key }
+            | E::Revoked { key, .. } => (Some(api::mn_text(&key.mn_id)), lma),
+            E::UnknownSession { mn_id, .. } => (mn_id.as_ref().map(api::mn_text), lma),
+            E::UnknownPeer { src, .. } => (None, Some(*src)),
+            E::StaleAck { .. } | E::Ignored { .. } | E::LmaReachable | E::LmaRestarted { .. } => (None, lma),
+            _ => (None, None),
+        }
     }
 }
 
@@ -159,14 +302,123 @@ pub struct Driver<E> {
     pub local: Ipv6Addr,
     /// Counters.
     pub counters: Counters,
+    /// The metrics (shared with the data plane, which observes its apply times).
+    pub metrics: Arc<Metrics>,
     status_file: Option<PathBuf>,
     last_status: String,
+    started: Now,
+    api: Option<tokio::sync::mpsc::Receiver<Call>>,
+    api_server: Option<ApiServer>,
+    dataplane: Option<DataPlane>,
+    intents: Vec<Intent>,
+    links: Option<LinkMonitor>,
+    carrier: std::collections::HashMap<InterfaceId, bool>,
 }
 
 impl<E: Engine> Driver<E> {
     /// A driver for `engine` listening on `local`.
     pub fn new(engine: E, parse: ParseConfig, local: Ipv6Addr, status_file: Option<PathBuf>) -> Self {
-        Self { engine, parse, local, counters: Counters::default(), status_file, last_status: String::new() }
+        Self {
+            engine,
+            parse,
+            local,
+            counters: Counters::default(),
+            metrics: Arc::new(Metrics::new()),
+            status_file,
+            last_status: String::new(),
+            started: now(),
+            api: None,
+            api_server: None,
+            dataplane: None,
+            intents: Vec::new(),
+            links: None,
+            carrier: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Applies the engine's intents to the kernel through `dataplane` (without one, intents are
+    /// only logged).
+    pub fn attach_dataplane(&mut self, dataplane: DataPlane) {
+        self.dataplane = Some(dataplane);
+    }
+
+    /// The data plane, if attached.
+    pub fn dataplane(&self) -> Option<&DataPlane> {
+        self.dataplane.as_ref()
+    }
+
+    /// Removes everything the data plane made (at shutdown).
+    pub async fn close_dataplane(&mut self) {
+        if let Some(dataplane) = self.dataplane.take() {
+            dataplane.close().await;
+        }
+    }
+
+    /// Watches the carrier of the access links: a link going down detaches its mobile nodes.
+    pub fn attach_link_monitor(&mut self, monitor: LinkMonitor) {
+        self.links = Some(monitor);
+    }
+
+    /// A carrier change of an interface: a fall from carrier to none is a detach.
+    pub fn handle_link_change(&mut self, now: Now, change: LinkChange) {
+        let before = self.carrier.insert(change.interface, change.carrier);
+        if !change.carrier && before != Some(false) {
+            tracing::info!(interface = change.interface.0, "access link lost its carrier");
+            self.engine.handle_link_down(now, change.interface);
+        }
+    }
+
+    /// Packets the kernel queued: each gets its flow's route as its mark (so the first packet
+    /// of a flow takes the path its later packets will), at most [`DATAGRAMS_PER_WAKEUP`].
+    fn handle_queue(&mut self, now: Now) {
+        let Some(dataplane) = self.dataplane.as_mut() else { return };
+        for _ in 0..DATAGRAMS_PER_WAKEUP {
+            let Some(queue) = dataplane.queue() else { return };
+            let packet = match queue.get_mut().recv() {
+                Ok(packet) => packet,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the flow queue");
+                    return;
+                }
+            };
+            let route = self.engine.handle_queued_packet(now, packet.payload());
+            let mark = route.and_then(|r| dataplane.mark_of(r));
+            if let Some(queue) = dataplane.queue()
+                && let Err(e) = queue.get_mut().verdict(packet, mark)
+            {
+                tracing::warn!(error = %e, "cannot give a queued packet its verdict");
+            }
+        }
+    }
+
+    /// Takes control API requests from `receiver` in [`Driver::run`]; `server` (the listeners)
+    /// lives as long as the driver.
+    pub fn attach_api(&mut self, receiver: tokio::sync::mpsc::Receiver<Call>, server: Option<ApiServer>) {
+        self.api = Some(receiver);
+        self.api_server = server;
+    }
+
+    /// The control API's listeners, if started.
+    pub fn api_server(&self) -> Option<&ApiServer> {
+        self.api_server.as_ref()
+    }
+
+    /// Time since the driver was built.
+    pub fn uptime(&self, now: Now) -> Duration {
+        now.saturating_sub(self.started)
+    }
+
+    /// Answers one control API request now (what [`Driver::run`] does with each request).
+    pub fn answer(&mut self, request: Request) -> Response {
+        E::answer(self, now(), request)
+    }
+
+    fn on_event(&self, event: &E::Event) {
+        let (mn_id, peer) = self.engine.account_event(&self.metrics, event);
+        let text = format!("{event:?}");
+        self.metrics.event(crate::metrics::event_kind(&text));
+        tracing::info!(mn_id = mn_id.as_deref(), peer = peer.map(tracing::field::display), event = %text, "event");
     }
 
     /// One received datagram: parsed and fed to the engine, or counted and logged as malformed.
@@ -174,12 +426,18 @@ impl<E: Engine> Driver<E> {
         self.counters.received += 1;
         match Message::parse(bytes, &self.parse) {
             Ok(message) => {
-                tracing::debug!(%src, %message, "received");
+                self.metrics.message_received(&message);
+                let mn_id = message.options().iter().find_map(|o| match o {
+                    pmip6_wire::MobilityOption::MnIdentifier(mn) => Some(api::mn_text(mn)),
+                    _ => None,
+                });
+                tracing::debug!(peer = %src, mn_id = mn_id.as_deref(), %message, "received");
                 self.engine.handle_message(now, Received { src, dst: self.local, message });
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                tracing::warn!(%src, kind = %e.kind, offset = e.offset, len = bytes.len(), "malformed Mobility Header dropped");
+                self.metrics.decode_error(&e.kind);
+                tracing::warn!(peer = %src, kind = %e.kind, offset = e.offset, len = bytes.len(), "malformed Mobility Header dropped");
             }
         }
     }
@@ -228,9 +486,10 @@ impl<E: Engine> Driver<E> {
         }
         while let Some(intent) = self.engine.poll_intent() {
             tracing::info!(?intent, "data-plane intent");
+            self.intents.push(intent);
         }
         while let Some(event) = self.engine.poll_event() {
-            tracing::info!(?event, "event");
+            self.on_event(&event);
         }
         out
     }
@@ -304,6 +563,27 @@ impl<E: Engine> Driver<E> {
                     let bytes = nd_buf.get(..datagram.len).unwrap_or(&nd_buf);
                     self.handle_nd_datagram(now(), interface, datagram, bytes);
                 }
+                ready = queue_readable(self.dataplane.as_mut()) => {
+                    if let Err(e) = ready {
+                        tracing::warn!(error = %e, "the flow queue failed; no more queued packets");
+                        if let Some(dataplane) = self.dataplane.as_mut() {
+                            dataplane.drop_queue();
+                        }
+                    }
+                    self.handle_queue(now());
+                }
+                change = next_link_change(self.links.as_mut()) => match change {
+                    Some(change) => self.handle_link_change(now(), change),
+                    None => self.links = None,
+                },
+                call = api::next_call(&mut self.api), if self.api.is_some() => match call {
+                    Some(Call { request, reply }) => {
+                        // Answered against the engine now; what it produced is flushed below.
+                        let response = E::answer(self, now(), request);
+                        let _gone = reply.send(response);
+                    }
+                    None => self.api = None,
+                },
                 () = tokio::time::sleep_until(wake), if deadline.is_some() => {
                     self.engine.handle_timeout(now());
                 }
@@ -314,13 +594,26 @@ impl<E: Engine> Driver<E> {
         Ok(())
     }
 
-    /// Drains the outputs, sends the transmits, updates the status file.
+    /// Drains the outputs, applies the intents, then sends the transmits; updates the status
+    /// file.
     pub async fn flush(&mut self, socket: &MhSocket, access: &[NdSocket]) {
-        for outgoing in self.drain() {
+        let outgoing = self.drain();
+        let intents = std::mem::take(&mut self.intents);
+        if let Some(dataplane) = self.dataplane.as_mut()
+            && !intents.is_empty()
+        {
+            let elapsed = dataplane.apply(intents).await;
+            self.metrics.observe_apply(elapsed);
+        }
+        for outgoing in outgoing {
             let (result, dst) = match outgoing {
                 Outgoing::Mobility(message, dst) => {
-                    tracing::debug!(%dst, %message, "sending");
-                    (socket.send(&message, dst).await, dst)
+                    tracing::debug!(peer = %dst, %message, "sending");
+                    let result = socket.send(&message, dst).await;
+                    if result.is_ok() {
+                        self.metrics.message_sent(&message);
+                    }
+                    (result, dst)
                 }
                 Outgoing::RouterAdvertisement(interface, dst, ra) => {
                     let Some(nd) = access.iter().find(|s| s.interface() == interface) else {
@@ -329,18 +622,43 @@ impl<E: Engine> Driver<E> {
                         continue;
                     };
                     tracing::debug!(interface = interface.0, %dst, %ra, "sending");
-                    (nd.send_ra(ra, dst).await, dst)
+                    let result = nd.send_ra(ra, dst).await;
+                    if result.is_ok() {
+                        self.metrics.router_advertisement_sent();
+                    }
+                    (result, dst)
                 }
             };
             match result {
                 Ok(()) => self.counters.sent += 1,
                 Err(e) => {
                     self.counters.send_errors += 1;
-                    tracing::warn!(%dst, error = %e, "send failed");
+                    tracing::warn!(peer = %dst, error = %e, "send failed");
                 }
             }
         }
         self.write_status();
+    }
+}
+
+/// Waits until the data plane's flow queue is readable (readiness cleared: the caller reads
+/// until `WouldBlock`); never completes without a queue.
+async fn queue_readable(dataplane: Option<&mut DataPlane>) -> io::Result<()> {
+    match dataplane.and_then(DataPlane::queue) {
+        Some(queue) => {
+            let mut guard = queue.readable_mut().await?;
+            guard.clear_ready();
+            Ok(())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next carrier change; never completes without a monitor.
+async fn next_link_change(links: Option<&mut LinkMonitor>) -> Option<LinkChange> {
+    match links {
+        Some(links) => links.next().await,
+        None => std::future::pending().await,
     }
 }
 

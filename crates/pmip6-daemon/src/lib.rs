@@ -7,9 +7,15 @@
 //!
 //! - `pmip6 lma --config FILE` runs [`run_lma`]; `pmip6 mag --config FILE` runs [`run_mag`].
 //! - Both stop on Ctrl-C (SIGINT).
+//! - With an `[api]` table, both serve the control API ([`api`]) on a unix socket (and
+//!   optionally loopback TCP), with Prometheus metrics ([`metrics`]); `pmip6 ctl` is its client.
 
+pub mod api;
 pub mod config;
+pub mod dataplane;
 pub mod driver;
+pub mod link_monitor;
+pub mod metrics;
 pub mod mh_socket;
 pub mod nd_socket;
 
@@ -18,9 +24,12 @@ use std::path::Path;
 use pmip6_engine::lma::Lma;
 use pmip6_engine::mag::Mag;
 
+pub use dataplane::DataPlane;
 pub use driver::{Counters, Driver, Engine};
+pub use link_monitor::LinkMonitor;
 pub use mh_socket::MhSocket;
 pub use nd_socket::NdSocket;
+use pmip6_dataplane::routing::Role;
 
 /// A value for the engines' injected randomness (initial sequence numbers), from the clock and
 /// the process id; good enough to differ across restarts.
@@ -30,21 +39,55 @@ pub fn seed() -> u64 {
     mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, fields included (`mn_id`, `peer`, ...).
+    Json,
+}
+
 /// Logs to standard error, at the level `RUST_LOG` names (info by default). Calling it twice
 /// is harmless.
 pub fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// Logs to standard error in `format`, at the level `RUST_LOG` names (info by default). The
+/// first call decides; later ones are harmless.
+pub fn init_logging_as(format: LogFormat) {
     let level =
         std::env::var("RUST_LOG").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO);
-    let _already_set = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    let _already_set = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot wait for Ctrl-C; stopping");
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot wait for SIGTERM; stopping");
+            return;
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "cannot wait for Ctrl-C; stopping");
+            }
+        }
+        _ = term.recv() => tracing::info!("SIGTERM"),
     }
 }
 
@@ -57,6 +100,9 @@ pub enum DaemonError {
     /// A socket or the runtime failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The data plane could not start.
+    #[error("data plane")]
+    DataPlane(#[from] dataplane::DataPlaneError),
 }
 
 /// Runs the LMA daemon with the configuration at `path` until Ctrl-C.
@@ -66,16 +112,21 @@ pub fn run_lma(path: &Path) -> Result<(), DaemonError> {
     let seed = seed();
     settings.engine.initial_sequence = seed as u16;
     settings.engine.initial_heartbeat_sequence = (seed >> 16) as u32;
-    let lmaa = settings.engine.lmaa;
-    let parse = settings.engine.parse;
     let rt = runtime()?;
     rt.block_on(async {
-        let socket = MhSocket::bind(lmaa)?;
-        tracing::info!(%lmaa, "LMA listening");
-        let mut driver = Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file);
-        driver.run(&socket, &[], ctrl_c()).await?;
+        let dataplane = settings.dataplane.clone();
+        let pools = settings.engine.prefix_pools.clone();
+        let (mut driver, socket) = start_lma(settings)?;
+        if dataplane.enabled {
+            let local = driver.local;
+            let opened = DataPlane::open(&dataplane, Role::Lma, local, pools).await?;
+            tracing::info!(backend = ?opened.tunnel_backend(), steering = ?dataplane.steering, "data plane ready");
+            driver.attach_dataplane(opened);
+        }
+        let result = driver.run(&socket, &[], shutdown_signal()).await;
+        driver.close_dataplane().await;
         tracing::info!(counters = ?driver.counters, "LMA stopped");
-        Ok(())
+        Ok(result?)
     })
 }
 
@@ -85,10 +136,21 @@ pub fn run_mag(path: &Path) -> Result<(), DaemonError> {
     let settings = config::load_mag(path)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let dataplane = settings.dataplane.clone();
         let (mut driver, socket, access) = start_mag(settings)?;
-        driver.run(&socket, &access, ctrl_c()).await?;
+        if dataplane.enabled {
+            let local = driver.local;
+            let opened = DataPlane::open(&dataplane, Role::Mag, local, Vec::new()).await?;
+            tracing::info!(backend = ?opened.tunnel_backend(), "data plane ready");
+            driver.attach_dataplane(opened);
+        }
+        // RFC 5213 §6.9.1.4: a mobile node leaving its access link is detected by the link's
+        // carrier going down.
+        driver.attach_link_monitor(LinkMonitor::open()?);
+        let result = driver.run(&socket, &access, shutdown_signal()).await;
+        driver.close_dataplane().await;
         tracing::info!(counters = ?driver.counters, "MAG stopped");
-        Ok(())
+        Ok(result?)
     })
 }
 
@@ -112,13 +174,29 @@ pub fn start_mag(mut settings: config::MagSettings) -> std::io::Result<(Driver<M
     for (interface, mac) in settings.attach_at_start {
         mag.handle_attach(now, interface, mac);
     }
-    Ok((Driver::new(mag, parse, proxy_coa, settings.status_file), socket, access))
+    let mut driver = Driver::new(mag, parse, proxy_coa, settings.status_file);
+    start_api(&mut driver, settings.api.as_ref())?;
+    Ok((driver, socket, access))
 }
 
-/// Opens the LMA's socket and builds its driver. Must be called inside a tokio runtime.
+/// Starts the control API of `settings` (if any) and attaches it to `driver`.
+fn start_api<E: Engine>(driver: &mut Driver<E>, settings: Option<&api::ApiSettings>) -> std::io::Result<()> {
+    if let Some(settings) = settings {
+        let (sender, receiver) = api::channel();
+        let server = api::start(settings, sender)?;
+        driver.attach_api(receiver, Some(server));
+    }
+    Ok(())
+}
+
+/// Opens the LMA's socket, builds its driver and starts its control API (with an `[api]`
+/// table). Must be called inside a tokio runtime.
 pub fn start_lma(settings: config::LmaSettings) -> std::io::Result<(Driver<Lma>, MhSocket)> {
     let lmaa = settings.engine.lmaa;
     let parse = settings.engine.parse;
     let socket = MhSocket::bind(lmaa)?;
-    Ok((Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file), socket))
+    tracing::info!(%lmaa, "LMA listening");
+    let mut driver = Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file);
+    start_api(&mut driver, settings.api.as_ref())?;
+    Ok((driver, socket))
 }

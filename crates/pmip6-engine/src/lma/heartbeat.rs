@@ -44,6 +44,38 @@ pub(super) struct Peer {
     restart_counter_heard: Option<Now>,
 }
 
+/// A MAG with active sessions, as the control API shows it (read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct PeerStatus {
+    /// The MAG's Proxy-CoA.
+    pub address: Ipv6Addr,
+    /// Active attachments using the tunnel to it.
+    pub attachments: u32,
+    /// Whether a heartbeat request awaits its response.
+    pub awaiting_response: bool,
+    /// Consecutive unanswered heartbeat requests.
+    pub missed_heartbeats: u32,
+    /// Whether it was reported unreachable (RFC 5847 §5.2).
+    pub unreachable: bool,
+    /// The Restart Counter last seen in its responses.
+    pub restart_counter: Option<u32>,
+}
+
+impl Lma {
+    /// The MAGs with active sessions and their heartbeat state, by address.
+    pub fn peers(&self) -> impl Iterator<Item = PeerStatus> + '_ {
+        self.peers.iter().map(|(address, p)| PeerStatus {
+            address: *address,
+            attachments: p.tunnel_refs,
+            awaiting_response: p.awaiting.is_some(),
+            missed_heartbeats: p.missed,
+            unreachable: p.unreachable,
+            restart_counter: p.restart_counter,
+        })
+    }
+}
+
 impl Lma {
     /// One more active attachment at `peer`: the first adds the tunnel and starts heartbeats.
     pub(super) fn peer_ref(&mut self, now: Now, peer: Ipv6Addr) {

@@ -49,6 +49,7 @@ use pmip6_wire::{BindingError, BindingErrorStatus, Message, MnIdentifier, Mobili
 pub use binding_cache::{Attachment, BindingCache, BindingId, BindingRef, BindingState, LinkLayerId};
 pub use config::{LmaConfig, MessageOrdering, MobileNodePolicy, NotifyMode, Retransmission};
 pub use event::{AttachmentRemoval, DeleteReason, LmaEvent, NotificationAnswer};
+pub use heartbeat::PeerStatus;
 
 use crate::common::{Intent, Now, Received, Resource, Transmit};
 use crate::flow::FlowSteering;
