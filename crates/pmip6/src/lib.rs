@@ -5,11 +5,16 @@
 //!   and the builders of Ethernet frames around them.
 //! - [`decode`]: one record per message, as text or JSON lines (`pmip6 decode`).
 //! - [`demo`]: the draft's Figure 4 signalling as a capture, decoded (`pmip6 demo`).
+//! - [`ctl`]: the client of a daemon's control API (`pmip6 ctl`).
+//! - [`testbed`]: the draft's Figure 4 in network namespaces with the real daemons
+//!   (`pmip6 testbed`).
 //!
 //! Message parsing and emitting belong to `pmip6-wire`; this crate owns files, frames and
 //! output.
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod ctl;
 pub mod decode;
 pub mod demo;
+pub mod testbed;

@@ -10,7 +10,12 @@
 //! - `pmip6 demo [--pcap FILE] [--json]`: writes the draft's Figure 4 signalling as a capture,
 //!   decodes it, and shows `tshark`'s one-line view of it when tshark is installed.
 //! - `pmip6 lma --config FILE` / `pmip6 mag --config FILE`: the daemons (`pmip6_daemon`), until
-//!   Ctrl-C.
+//!   Ctrl-C; `--log-format json` writes one JSON object per log line.
+//! - `pmip6 ctl [--socket PATH] [--json] COMMAND`: a running daemon's control API
+//!   (`pmip6::ctl`): bindings, mobile nodes, flows, policies, peers, status, metrics, moves,
+//!   revocations.
+//! - `pmip6 testbed up|down|status|demo`: the draft's Figure 4 in network namespaces, with the
+//!   real daemons (`pmip6::testbed`).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -20,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pmip6::decode::{self, OutputFormat};
 use pmip6::demo;
+use pmip6::testbed;
 use pmip6_wire::ParseConfig;
 
 #[derive(Parser)]
@@ -56,12 +62,60 @@ enum Cmd {
         /// The LMA's TOML configuration
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// How log lines are written
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Run the mobile access gateway daemon until Ctrl-C
     Mag {
         /// The MAG's TOML configuration
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// How log lines are written
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Query or steer a running daemon through its control API
+    Ctl {
+        /// The daemon's control socket
+        #[arg(long, value_name = "PATH", default_value = pmip6_daemon::config::LMA_SOCKET)]
+        socket: PathBuf,
+        /// The answer as JSON instead of a table
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: pmip6::ctl::CtlCommand,
+    },
+    /// The draft's Figure 4 in network namespaces, with the real daemons (root)
+    Testbed {
+        #[command(subcommand)]
+        action: TestbedAction,
+        /// Namespace names start with this (`pmip` gives pmip-cn, pmip-lma, ...)
+        #[arg(long, global = true, default_value = "pmip")]
+        prefix: String,
+        /// Where the testbed keeps its configurations, logs and sockets
+        #[arg(long, global = true, value_name = "DIR", default_value = "/run/pmip6-testbed")]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestbedAction {
+    /// Build the namespaces, start the LMA and both MAGs, attach both of the mobile node's interfaces
+    Up {
+        /// Leave the mobile node's interfaces down
+        #[arg(long)]
+        no_attach: bool,
+    },
+    /// Stop the daemons and remove everything `up` made
+    Down,
+    /// Bindings, the mobile node's prefixes per interface, and packet counters
+    Status,
+    /// The draft's use case step by step, on a fresh testbed; exit status 0 only if every step did what it said
+    Demo {
+        /// Leave the testbed up at the end
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -74,6 +128,22 @@ fn muho_type(text: &str) -> Result<u8, String> {
 
 fn format(json: bool) -> OutputFormat {
     if json { OutputFormat::Json } else { OutputFormat::Text }
+}
+
+/// How the daemons write their log lines.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    pmip6_daemon::init_logging_as(match format {
+        LogFormat::Text => pmip6_daemon::LogFormat::Text,
+        LogFormat::Json => pmip6_daemon::LogFormat::Json,
+    });
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -95,8 +165,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 demo::run(&pcap, OutputFormat::Text, &mut out, &mut info)?;
             }
         }
-        Cmd::Lma { config } => pmip6_daemon::run_lma(&config)?,
-        Cmd::Mag { config } => pmip6_daemon::run_mag(&config)?,
+        Cmd::Lma { config, log_format } => {
+            init_logging(log_format);
+            pmip6_daemon::run_lma(&config)?;
+        }
+        Cmd::Mag { config, log_format } => {
+            init_logging(log_format);
+            pmip6_daemon::run_mag(&config)?;
+        }
+        Cmd::Ctl { socket, json, command } => pmip6::ctl::run(&socket, &command, json, &mut out)?,
+        Cmd::Testbed { action, prefix, state_dir } => {
+            let bed = testbed::Testbed::new(&prefix, &state_dir)?;
+            let mut say = |line: &str| println!("{line}");
+            match action {
+                TestbedAction::Up { no_attach } => bed.up(!no_attach, &mut say)?,
+                TestbedAction::Down => bed.down(&mut say)?,
+                TestbedAction::Status => print!("{}", bed.status()),
+                TestbedAction::Demo { keep } => testbed::demo::run(&bed, keep, &mut say)?,
+            }
+        }
     }
     out.flush()?;
     Ok(())
