@@ -588,4 +588,29 @@ mod tests {
         let e = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| None));
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "interfaces[0].name"), "{e:?}");
     }
+
+    #[test]
+    fn the_dataplane_table_is_checked_and_map_steering_keys_flows_by_selector() {
+        let lma = |edit: (&str, &str)| LmaFile::from_toml(&LMA.replace(edit.0, edit.1)).and_then(|f| f.validate());
+        let key_of = |e: Result<LmaSettings, ConfigError>| match e {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key_of(lma(("tunnel = \"auto\"", "tunnel = \"gre\""))), "dataplane.tunnel");
+        assert_eq!(key_of(lma(("steering = \"learn\"", "steering = \"fast\""))), "dataplane.steering");
+        assert_eq!(key_of(lma(("table_base = 28672", "table_base = 254"))), "dataplane.table_base");
+        assert_eq!(key_of(lma(("protocol = 157", "protocol = 2"))), "dataplane.protocol");
+        assert_eq!(key_of(lma(("tunnel_mtu = 1460", "tunnel_mtu = 1000"))), "dataplane.tunnel_mtu");
+        assert_eq!(key_of(lma(("nft_table = \"pmip6\"", "nft_table = \"a b\""))), "dataplane.nft_table");
+        let map = lma(("steering = \"learn\"", "steering = \"map\"")).expect("valid");
+        assert_eq!(map.engine.flow.map(|f| f.mode), Some(SteeringMode::PerSelector));
+        let default = LmaFile::from_toml("address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8:100::/40\"]")
+            .and_then(|f| f.validate())
+            .expect("valid");
+        assert!(default.dataplane.enabled, "the data plane is on unless turned off");
+        // LMA-only keys in a MAG's file are refused.
+        let e = MagFile::from_toml(&MAG.replace("[dataplane]", "[dataplane]\nsteering = \"map\""))
+            .and_then(|f| f.validate(|_| Some(7)));
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "dataplane"), "{e:?}");
+    }
 }

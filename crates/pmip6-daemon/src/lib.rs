@@ -1,14 +1,18 @@
 //! The Linux daemons of pmip6: the thin driver around the sans-IO engines.
 //!
 //! This crate owns what the engines leave out: sockets (a raw Mobility Header socket, in
-//! [`mh_socket`]), the clock (wall time, read once per wake-up, in [`driver`]) and the
-//! configuration files ([`config`]). The protocol itself stays in `pmip6-engine`; the data
-//! plane is not applied yet: intents are logged.
+//! [`mh_socket`]; raw ICMPv6 per access link, in [`nd_socket`]), the clock (wall time, read once
+//! per wake-up, in [`driver`]), the configuration files ([`config`]), the kernel's link
+//! notifications ([`link_monitor`]) and the bridge to the data plane ([`dataplane`], which
+//! applies the engines' intents through `pmip6-dataplane`). The protocol itself stays in
+//! `pmip6-engine`.
 //!
 //! - `pmip6 lma --config FILE` runs [`run_lma`]; `pmip6 mag --config FILE` runs [`run_mag`].
-//! - Both stop on Ctrl-C (SIGINT).
+//! - Both stop on SIGINT or SIGTERM, removing every kernel object they made; a MAG first
+//!   de-registers its sessions.
 //! - With an `[api]` table, both serve the control API ([`api`]) on a unix socket (and
 //!   optionally loopback TCP), with Prometheus metrics ([`metrics`]); `pmip6 ctl` is its client.
+//! - Unless `[dataplane] enabled = false`, intents are applied to the kernel at once.
 
 pub mod api;
 pub mod config;
@@ -148,6 +152,9 @@ pub fn run_mag(path: &Path) -> Result<(), DaemonError> {
         // carrier going down.
         driver.attach_link_monitor(LinkMonitor::open()?);
         let result = driver.run(&socket, &access, shutdown_signal()).await;
+        // Leaving service: the LMA hears of it now rather than when the lifetimes run out.
+        driver.engine.deregister_all(driver::now());
+        driver.flush(&socket, &access).await;
         driver.close_dataplane().await;
         tracing::info!(counters = ?driver.counters, "MAG stopped");
         Ok(result?)

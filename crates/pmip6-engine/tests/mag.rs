@@ -937,6 +937,25 @@ fn rejected_refresh_withdraws_the_prefix() {
 /// RFC 5213 §6.9.1.4: on detach, a PBU with lifetime 0 and the same options, the data-plane
 /// state removed at once (before the PBA); the PBA ends the session.
 #[test]
+fn a_clean_shutdown_deregisters_every_session_once() {
+    let mut h = Harness::new(config());
+    h.bind(WLAN, MAC1, p("2001:db8:1::"), &[]);
+    h.bind(UTRAN, MAC2, p("2001:db8:2::"), &[]);
+    h.take_sent();
+    h.now = at(100);
+    h.mag.deregister_all(h.now);
+    h.drain();
+    let pbus = h.take_pbus();
+    assert_eq!(pbus.len(), 2, "one de-registration per session: {pbus:?}");
+    assert!(pbus.iter().all(|pbu| pbu.lifetime == 0));
+    assert!(h.dp.installed.is_empty(), "routes and tunnel removed at once: {:?}", h.dp.installed);
+    // Twice is harmless: sessions already leaving are not de-registered again.
+    h.mag.deregister_all(h.now);
+    h.drain();
+    assert!(h.take_pbus().is_empty());
+}
+
+#[test]
 fn detach_deregisters_and_removes_all_intents_at_once() {
     let mut h = Harness::new(config());
     let registration = h.bind(WLAN, MAC1, p("2001:db8:1::"), &[p("2001:db8:2::")]);

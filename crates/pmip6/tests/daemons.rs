@@ -142,8 +142,70 @@ fn lma_and_mag_daemons_register_across_namespaces() {
     let mag_bound = wait_for(&mag_status, deadline, "bound 1");
     assert!(lma_bound.is_ok(), "no binding at the LMA: {lma_bound:?}");
     assert!(mag_bound.is_ok(), "the MAG got no PBA: {mag_bound:?}");
+
+    // The kernel holds what the intents say, read back through netlink (`ip -j`) and nftables.
+    let prefix = lma_bound.unwrap_or_default().split("prefixes=").nth(1).unwrap_or("").trim().to_owned();
+    let prefix = prefix.lines().next().unwrap_or("").to_owned();
+    let prefix_dst = prefix.split('/').next().unwrap_or("").trim_end_matches(':').to_owned();
+    assert!(prefix_dst.starts_with("2001:db8:1"), "no prefix in the LMA's status: {prefix:?}");
+    let lma_routes = ours(&lma_ns, &["-6", "route", "show", "table", "all"]);
+    assert!(
+        lma_routes.iter().any(|r| r.contains(&prefix_dst) && r.contains("p6t")),
+        "no route of {prefix} into a tunnel at the LMA: {lma_routes:?}"
+    );
+    let mag_rules = ours(&mag_ns, &["-6", "rule", "show"]);
+    assert!(mag_rules.iter().any(|r| r.contains(&prefix_dst)), "no source rule for {prefix} at the MAG: {mag_rules:?}");
+    assert!(links(&lma_ns).iter().any(|l| l.starts_with("p6t")), "no tunnel device at the LMA");
+    assert!(nft_table_exists(&lma_ns), "no flow map at the LMA");
+    assert!(nfqueue_rules(&lma_ns) == 1, "the one start-up NFQUEUE rule is missing");
+
+    // A MAG that stops de-registers: the LMA withdraws the prefix's route at once.
+    let mut mag = bed.children.pop().expect("the MAG");
+    let status = interrupt_and_wait(&mut mag, Instant::now() + Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "the MAG did not stop cleanly on SIGINT: {status:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ours(&lma_ns, &["-6", "route", "show", "table", "all"]).iter().any(|r| r.contains(&prefix_dst)) {
+        assert!(Instant::now() < deadline, "the LMA still routes {prefix} after the MAG left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for child in &mut bed.children {
         let status = interrupt_and_wait(child, Instant::now() + Duration::from_secs(10));
         assert!(status.is_some_and(|s| s.success()), "a daemon did not stop cleanly on SIGINT: {status:?}");
     }
+    // Shutdown leaves no trace: no route, rule or device of ours, no flow map, no NFQUEUE rule.
+    for ns in [&lma_ns, &mag_ns] {
+        assert!(ours(ns, &["-6", "route", "show", "table", "all"]).is_empty(), "routes left in {ns}");
+        assert!(ours(ns, &["-6", "rule", "show"]).is_empty(), "rules left in {ns}");
+        assert!(!links(ns).iter().any(|l| l.starts_with("p6t")), "tunnel devices left in {ns}");
+    }
+    assert!(!nft_table_exists(&lma_ns), "the flow map was left behind");
+    assert_eq!(nfqueue_rules(&lma_ns), 0, "the NFQUEUE rule was left behind");
+}
+
+/// The lines of `ip -n NS ARGS` that carry our protocol (157).
+fn ours(ns: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new("ip").args(["-n", ns]).args(args).output().expect("run ip");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("proto 157")).map(str::to_owned).collect()
+}
+
+/// The interface names of a namespace.
+fn links(ns: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["-n", ns, "-o", "link", "show"]).output().expect("run ip");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_owned()))
+        .collect()
+}
+
+fn nft_table_exists(ns: &str) -> bool {
+    let out = Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", "pmip6"]).output();
+    out.is_ok_and(|o| o.status.success())
+}
+
+fn nfqueue_rules(ns: &str) -> usize {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ip6tables", "-t", "mangle", "-S", "PREROUTING"])
+        .output()
+        .expect("run ip6tables");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("NFQUEUE")).count()
 }

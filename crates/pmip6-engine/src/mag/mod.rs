@@ -444,6 +444,22 @@ impl Mag {
         self.deregister(now, &key);
     }
 
+    /// The MAG leaves service (a clean shutdown): every session not already leaving is
+    /// de-registered as on a detach (RFC 5213 §6.9.1.4), so that the LMA does not keep routing
+    /// the mobile nodes' prefixes to a MAG that no longer serves them until their lifetimes run
+    /// out. The driver sends the PBUs before it stops.
+    pub fn deregister_all(&mut self, now: Now) {
+        let keys: Vec<BindingKey> = self
+            .bul
+            .iter()
+            .filter(|entry| entry.state != BindingState::Deregistering)
+            .map(|entry| entry.key.clone())
+            .collect();
+        for key in keys {
+            self.deregister(now, &key);
+        }
+    }
+
     /// A Mobility Header message from the LMA: PBA, UPN, BRI or Heartbeat. Anything else, or
     /// anything from another source, is reported and ignored.
     pub fn handle_message(&mut self, now: Now, received: Received) {
