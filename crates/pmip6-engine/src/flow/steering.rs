@@ -508,7 +508,11 @@ impl FlowSteering {
 
     fn close_batch(&mut self) {
         if !self.open.is_empty() {
-            self.batches.push_back(core::mem::take(&mut self.open));
+            // The next batch starts with room for as many intents as this one had, so that a
+            // burst of new flows does not pay for the vector's growth again at every batch.
+            let room = self.open.intents.len();
+            let next = SteeringBatch { intents: Vec::with_capacity(room), prefix_requests: Vec::new() };
+            self.batches.push_back(core::mem::replace(&mut self.open, next));
         }
     }
 

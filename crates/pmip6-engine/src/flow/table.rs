@@ -117,6 +117,9 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Room made for a mobile node's flows when its first flow arrives.
+const MN_FLOWS_RESERVED: usize = 16;
+
 #[derive(Debug, Clone, Default)]
 struct MnFlows {
     by_fid: HashMap<u16, u32, FixedState>,
@@ -291,7 +294,10 @@ impl FlowTable {
             return Err(Refusal::TableFull);
         }
         let per_mn_limit = self.per_mn_limit;
-        let flows = self.per_mn.entry(new.mn).or_default();
+        let flows = self.per_mn.entry(new.mn).or_insert_with(|| MnFlows {
+            by_fid: HashMap::with_capacity_and_hasher(MN_FLOWS_RESERVED, FixedState::default()),
+            next_fid: 0,
+        });
         if flows.by_fid.len() >= per_mn_limit {
             if flows.by_fid.is_empty() {
                 self.per_mn.remove(&new.mn);
