@@ -1348,12 +1348,8 @@ fn draft_5_4_virtual_interface_one_entry_several_proxy_coas() {
     assert_eq!(b.attachments().map(|a| a.proxy_coa()).collect::<Vec<_>>(), vec![mag(1), mag(2)]);
     assert_eq!(
         w.take_intents(),
-        vec![
-            Intent::Add(tunnel(mag(2))),
-            Intent::Remove(route(pool_prefix(0), mag(1))),
-            Intent::Add(route(pool_prefix(0), mag(2))),
-        ],
-        "tunnels to both; the route follows the most recent attachment"
+        vec![Intent::Add(tunnel(mag(2)))],
+        "tunnels to both; the route stays at the first attachment (no handoff)"
     );
     assert!(w.take_events().iter().any(|e| matches!(e, LmaEvent::AttachmentAdded { .. })));
     // The first interface moves to MAG3 (same LL-ID): a handoff of that attachment only.
@@ -2105,4 +2101,145 @@ fn a_mobile_node_enters_the_flow_engine_with_its_first_flow_and_leaves_with_its_
     // Its last session gone, it leaves the engine too.
     w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).hnp(pref1).lifetime(0).seq(2));
     assert!(w.lma.flow_steering().unwrap().mobile_node(&mn).is_none());
+}
+
+// ---- draft §5.4: a virtual interface, one MAC and one prefix on two accesses --------------------
+
+/// The draft's second configuration: a virtual-interface LMA, and if1 (WLAN, MAC 1) attached at
+/// MAG1 with MuHo. Its second interface carries the same MAC address.
+fn virtual_interface_if1() -> World {
+    let mut c = config();
+    c.virtual_interface = true;
+    let mut w = World::new(c);
+    w.register(mag(1), &pbu("mn@example.net").muho());
+    w.take_intents();
+    w.take_events();
+    w.advance(secs(1));
+    w
+}
+
+#[test]
+fn draft_5_4_same_mac_other_mag_other_att_is_a_second_attachment_not_a_handoff() {
+    // Without the mode, the same PBU is another interface (RFC 5213 §5.4.1.2: ATT differs, HI 1):
+    // a session of its own with its own prefix.
+    let mut w = World::new(config());
+    w.register(mag(1), &pbu("mn@example.net").muho());
+    let ba = w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).muho());
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(1)]);
+    assert_eq!(w.lma.binding_cache().len(), 2);
+
+    // With it: the same MN-ID and MN-LL-ID from MAG2, UTRAN, MuHo.
+    let mut w = virtual_interface_if1();
+    let ba = w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).muho());
+    assert_eq!((ba.status, ba.lifetime), (BaStatus::Accepted, 900));
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)], "the same prefix");
+    assert_eq!(w.lma.binding_cache().len(), 1, "one entry");
+    let b = w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap();
+    assert_eq!(b.attachments().map(|a| a.proxy_coa()).collect::<Vec<_>>(), vec![mag(1), mag(2)]);
+    assert_eq!(b.route_peer(), Some(mag(1)), "the prefix route stays at the first attachment");
+    assert_eq!(w.take_intents(), vec![Intent::Add(tunnel(mag(2)))], "a second tunnel, no route change");
+    let events = w.take_events();
+    assert!(events.iter().any(|e| matches!(e, LmaEvent::AttachmentAdded { proxy_coa, .. } if *proxy_coa == mag(2))));
+    assert!(!events.iter().any(|e| matches!(e, LmaEvent::BindingHandedOff { .. })), "{events:?}");
+
+    // Each MAG's re-registration refreshes its own attachment, though both name the same MAC.
+    w.advance(secs(1));
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).hi(Hi::NotChanged).hnp(pool_prefix(0)).seq(2));
+    w.register(mag(1), &pbu("mn@example.net").hi(Hi::NotChanged).hnp(pool_prefix(0)).seq(2));
+    let b = w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap();
+    assert_eq!(b.attachments().map(|a| a.proxy_coa()).collect::<Vec<_>>(), vec![mag(1), mag(2)]);
+    assert!(w.take_intents().is_empty());
+    let events = w.take_events();
+    assert_eq!(events.iter().filter(|e| matches!(e, LmaEvent::BindingRefreshed { .. })).count(), 2, "{events:?}");
+}
+
+#[test]
+fn draft_5_4_same_mac_same_att_the_handoff_indicator_tells_a_new_interface_from_a_handoff() {
+    let mut w = virtual_interface_if1();
+    // Two WLAN interfaces with one MAC: MAG2 announces a new interface (HI 1), MAG3 one sharing
+    // the prefixes (RFC 7864, HI 6): two more attachments.
+    let ba = w.register(mag(2), &pbu("mn@example.net"));
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)]);
+    w.advance(secs(1));
+    let ba = w.register(mag(3), &pbu("mn@example.net").hi(Hi::NewInterfaceSharingPrefixes));
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)]);
+    let b = w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap();
+    assert_eq!(b.attachments().map(|a| a.proxy_coa()).collect::<Vec<_>>(), vec![mag(1), mag(2), mag(3)]);
+    assert_eq!(w.dp.routes[&pool_prefix(0)], mag(1));
+    // MAG2's re-registration is its own attachment's.
+    w.advance(secs(1));
+    w.register(mag(2), &pbu("mn@example.net").hi(Hi::NotChanged).hnp(pool_prefix(0)).seq(2));
+    assert!(!w.take_events().iter().any(|e| matches!(e, LmaEvent::BindingHandedOff { .. })));
+    // A handoff between MAGs (HI 3) moves an interface: the first one, to MAG4.
+    w.advance(secs(1));
+    w.register(mag(4), &pbu("mn@example.net").hi(Hi::BetweenMags).hnp(pool_prefix(0)));
+    let b = w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap();
+    assert_eq!(b.attachments().map(|a| a.proxy_coa()).collect::<Vec<_>>(), vec![mag(4), mag(2), mag(3)]);
+    assert_eq!(w.dp.routes[&pool_prefix(0)], mag(4), "the first interface took the route along");
+    // MAG2's interface leaves; the link index still finds the entry through the others.
+    w.advance(secs(1));
+    let ba = w.register(mag(2), &pbu("mn@example.net").hnp(pool_prefix(0)).lifetime(0).seq(3));
+    assert_eq!((ba.status, ba.lifetime), (BaStatus::Accepted, 0));
+    assert_eq!(w.dp.tunnels, BTreeSet::from([mag(3), mag(4)]));
+    let cache = w.lma.binding_cache();
+    assert!(cache.by_link_layer(&nai("mn@example.net"), Att::Ieee80211, &mac(1)).is_some());
+}
+
+#[test]
+fn draft_5_4_a_flow_of_the_shared_prefix_moves_between_the_accesses_and_fails_over() {
+    let mut w = virtual_interface_if1();
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).muho());
+    let mn = nai("mn@example.net");
+    let pref = pool_prefix(0);
+    let (fid, r) = w.packet(&udp6(host(pref, 1), 40000, 5001));
+    assert_eq!(r, Route::PrefixRoute, "via the first attachment");
+    let (stay, _) = w.packet(&udp6(host(pref, 1), 40001, 5002));
+    let key = flow_key(host(pref, 1), 40000, 5001);
+    w.take_intents();
+    w.take_sent(mag(2));
+
+    // MAG2 routes the shared prefix already: the move needs no FLOW-MOBILITY notification.
+    assert_eq!(w.lma.move_flow(w.now, &mn, fid, TargetSpec::AccessTechnology(Att::Utran)), Ok(Route::Tunnel(mag(2))));
+    w.step();
+    assert_eq!(
+        w.steering_intents(),
+        vec![
+            Intent::Remove(Resource::Steering(Steering::Flow { key, route: Route::PrefixRoute })),
+            Intent::Add(Resource::Steering(Steering::Flow { key, route: Route::Tunnel(mag(2)) })),
+        ]
+    );
+    assert!(w.take_sent(mag(2)).is_empty());
+    assert_eq!(w.lma.flow_steering().unwrap().flow(&mn, stay).unwrap().route, Route::PrefixRoute);
+    // And back to if1.
+    assert_eq!(w.lma.move_flow(w.now, &mn, fid, TargetSpec::Mag(mag(1))), Ok(Route::Tunnel(mag(1))));
+    w.step();
+    assert_eq!(
+        w.steering_intents(),
+        vec![
+            Intent::Remove(Resource::Steering(Steering::Flow { key, route: Route::Tunnel(mag(2)) })),
+            Intent::Add(Resource::Steering(Steering::Flow { key, route: Route::Tunnel(mag(1)) })),
+        ]
+    );
+
+    // On if2 again, then if2 leaves: the flow fails over; the entry and its prefix stay.
+    w.lma.move_flow(w.now, &mn, fid, TargetSpec::Mag(mag(2))).unwrap();
+    w.step();
+    w.advance(secs(1));
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).hnp(pref).lifetime(0).seq(2));
+    let route = w.lma.flow_steering().unwrap().flow(&mn, fid).unwrap().route;
+    assert_ne!(route, Route::Tunnel(mag(2)), "failover");
+    assert!(!w.dp.steering.iter().any(|s| steering_tunnel(s) == Some(mag(2))));
+    assert_eq!(w.dp.tunnels, BTreeSet::from([mag(1)]));
+    let b = w.lma.binding_cache().by_prefix(&pref).unwrap();
+    assert_eq!((b.state(), b.attachments().count()), (BindingState::Active, 1));
+
+    // if2 comes back and the first interface leaves: the prefix route passes to MAG2.
+    w.advance(secs(1));
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).muho().seq(3));
+    w.advance(secs(1));
+    w.register(mag(1), &pbu("mn@example.net").hnp(pref).lifetime(0).seq(2));
+    assert_eq!(w.dp.routes[&pref], mag(2));
+    assert_eq!(w.dp.tunnels, BTreeSet::from([mag(2)]));
+    assert!(!w.dp.steering.iter().any(|s| steering_tunnel(s) == Some(mag(1))));
+    assert_eq!(w.lma.binding_cache().by_prefix(&pref).unwrap().prefixes(), &[pref]);
 }

@@ -345,19 +345,16 @@ impl Binding {
         &self.primary
     }
 
-    /// The Proxy-CoA the prefixes are routed to: the most recent attachment (draft §5.4: the
-    /// default path of a virtual interface), none when de-registered.
+    /// The Proxy-CoA the prefixes are routed to: the first attachment, none when de-registered.
+    /// Draft §5.4: a flow is first sent over the interface that joined first and moved only by
+    /// the LMA's decision, so a further interface joining a virtual-interface entry leaves the
+    /// route where it is (it is no handoff); when the first one leaves, the next oldest takes
+    /// the route.
     pub(crate) fn route_peer(&self) -> Option<Ipv6Addr> {
         if self.state != BindingState::Active {
             return None;
         }
-        let mut best = &self.primary;
-        for a in &self.extra {
-            if a.attached_at >= best.attached_at {
-                best = a;
-            }
-        }
-        Some(best.proxy_coa)
+        Some(self.primary.proxy_coa)
     }
 
     /// The Proxy-CoAs whose tunnels this entry uses (one per attachment, with repetition).
@@ -804,8 +801,20 @@ impl BindingCache {
             if let Some(k) = new_key {
                 self.by_link.insert(k, id);
             }
+            self.reindex_links(id);
         }
         self.refresh_deadline(id);
+    }
+
+    /// Indexes every attachment of `id` by its link: after one attachment's key went away,
+    /// another attachment of the same entry may still hold it (draft §5.4: the interfaces of a
+    /// virtual interface share one MAC address, hence one MN-LL-ID).
+    fn reindex_links(&mut self, id: BindingId) {
+        let Some(b) = self.binding(id) else { return };
+        let keys: Vec<LinkKey> = b.attachments().filter_map(|a| a.link_key(b.group)).collect();
+        for k in keys {
+            self.by_link.insert(k, id);
+        }
     }
 
     /// Adds an attachment (virtual-interface mode).
@@ -834,6 +843,7 @@ impl BindingCache {
             i => b.extra.remove(i - 1),
         };
         self.unindex_link(&removed, group, id);
+        self.reindex_links(id);
         self.refresh_deadline(id);
         Some(removed)
     }

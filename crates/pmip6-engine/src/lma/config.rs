@@ -123,7 +123,12 @@ pub struct LmaConfig {
     /// Retransmission of LMA-initiated revocations (RFC 5846).
     pub revocation_retransmission: Retransmission,
     /// The draft §5.4 virtual-interface mode: one entry per mobile node with one shared prefix
-    /// set and one attachment (Proxy-CoA, tunnel) per physical interface (false).
+    /// set and one attachment (Proxy-CoA, tunnel) per physical interface (false). A further
+    /// interface's PBU is not taken for a handoff: it joins the entry, gets the same prefixes,
+    /// and its tunnel routes them too, so flows can be steered to it; the per-prefix route
+    /// stays at the first attachment. The interfaces may share one MAC address (MN-LL-ID):
+    /// then a PBU from another MAG with the same ATT is a further interface when its Handoff
+    /// Indicator says so (1, or RFC 7864's 6), else a handoff of that interface.
     pub virtual_interface: bool,
     /// HEARTBEAT_INTERVAL (60 s, RFC 5847 §7); `None` disables heartbeats.
     pub heartbeat_interval: Option<Duration>,

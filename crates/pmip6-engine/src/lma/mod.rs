@@ -21,12 +21,13 @@
 //! `move_selector`, `set_operator_rules`, `set_mobile_node_rules`) in `flows`.
 //!
 //! Data-plane intents keep one invariant: at any time, each prefix of an active entry has
-//! exactly one `PrefixToTunnel` route, to the Proxy-CoA of its (most recent) attachment, and
+//! exactly one `PrefixToTunnel` route, to the Proxy-CoA of its first attachment, and
 //! each MAG with at least one active attachment has exactly one `Tunnel`. A tunnel is added
 //! before the first route or steering entry into it and removed after the last; a moving
 //! prefix loses its old route before it gets the new one. In the virtual-interface mode (draft
-//! §5.4) the shared prefixes are routed to the most recently attached interface's MAG, the
-//! default path; moving individual flows to the other attachments (draft §4.2, §5.3) is the
+//! §5.4) the shared prefixes stay routed to the MAG of the interface that attached first, the
+//! default path (a further interface is no handoff), and pass to the next oldest when it
+//! leaves; moving individual flows to the other attachments (draft §4.2, §5.3) is the
 //! flow-mobility engine's job, on top of these routes: its `Resource::Steering` entries join
 //! the same intent queue.
 

@@ -36,6 +36,11 @@
 //!   access technology unless MN-LL-IDs differ; HI 4 takes a session already de-registered at
 //!   once, else waits for an active one at another MAG; HI 5 without MN-LL-ID matches the same
 //!   MAG and ATT; anything else is a new session.
+//! - Virtual-interface mode (draft §5.4): every PBU of the MN is about its one entry. Which
+//!   attachment: the one at the PBU's MAG with its ATT and MN-LL-ID; since the interfaces may
+//!   share one MAC, the same ATT and MN-LL-ID at another MAG is a further interface when the HI
+//!   is 1 or 6 (RFC 7864) and a handoff of the first such interface otherwise. A further
+//!   interface adds a tunnel; the per-prefix route stays at the first attachment.
 //! - One prefix is allocated per ALL_ZERO HNP option (at most 8 per session).
 //! - A MAG that sent MuHo once stays "multihoming" for that attachment until it moves.
 
@@ -455,7 +460,21 @@ impl Lma {
             return Some(0);
         }
         if let Some(lli) = &req.pbu.lli {
-            return b.attachments().position(|a| a.mn_ll_id.as_ref() == Some(lli) && a.att == req.att);
+            let same_link = |a: &Attachment| a.mn_ll_id.as_ref() == Some(lli) && a.att == req.att;
+            // RFC 5213 §5.4.1.2: (MN-ID, ATT, MN-LL-ID) names the interface; the MAG already
+            // serving it first, since the interfaces of a virtual interface share one MAC
+            // address (draft §5.4) and so one MN-LL-ID.
+            if let Some(i) = b.attachments().position(|a| same_link(a) && a.proxy_coa == req.pbu.src) {
+                return Some(i);
+            }
+            // Draft §5.4: with the MN-LL-ID shared, the ATT "in conjunction with a new value of
+            // the HI field" keeps a further interface from being taken for a handoff: a MAG
+            // announcing a new interface (HI 1, RFC 5213 §5.4.1.2) or one sharing the prefixes
+            // (HI 6, RFC 7864) adds an attachment; other indicators hand the interface off.
+            if matches!(req.hi, HandoffIndicator::NewInterface | HandoffIndicator::NewInterfaceSharingPrefixes) {
+                return None;
+            }
+            return b.attachments().position(same_link);
         }
         b.attachments().position(|a| a.proxy_coa == req.pbu.src && a.att == req.att).or_else(|| {
             if req.hi == HandoffIndicator::BetweenMags { b.attachments().position(|a| a.att == req.att) } else { None }
@@ -654,8 +673,9 @@ impl Lma {
         }
     }
 
-    /// Draft §5.4: a further interface joins a virtual-interface entry: another tunnel, and
-    /// the shared prefixes' route follows the most recent attachment.
+    /// Draft §5.4: a further interface joins a virtual-interface entry: another tunnel that
+    /// routes the shared prefixes too (flows can be steered into it), while the per-prefix
+    /// route stays at the first attachment: the new interface is not a handoff.
     fn attach(&mut self, now: Now, req: Checked, id: BindingId) {
         let granted = self.granted_lifetime(req.pbu.lifetime);
         let mut attachment = Attachment::new(
