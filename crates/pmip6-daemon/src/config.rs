@@ -15,6 +15,7 @@ use pmip6_wire::{AccessTechnologyType, MnIdentifier, ParseConfig, Prefix};
 use serde::Deserialize;
 
 use crate::api::ApiSettings;
+use crate::api::mn_channel::MnChannelSettings;
 use crate::dataplane::DataPlaneSettings;
 use pmip6_dataplane::routing::TunnelBackend;
 use pmip6_dataplane::steering::SteeringBackend;
@@ -129,6 +130,52 @@ impl ApiFile {
     }
 }
 
+/// The `[mn_api]` table (LMA): the MN channel, where mobile nodes submit their own flow rules
+/// (draft §4.4; [`crate::api::mn_channel`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnApiFile {
+    /// The TCP address, `[LMAA]:8464`: mobile nodes reach it through their MAG's tunnel.
+    pub listen: Option<String>,
+    /// Requests per second one source address may make (10); the burst is twice that.
+    #[serde(default = "default_mn_rate")]
+    pub requests_per_second: u32,
+    /// Rules one mobile node may have (the engine's default, 32, when left out).
+    pub max_rules: Option<usize>,
+}
+
+fn default_mn_rate() -> u32 {
+    10
+}
+
+/// Rules per mobile node the configuration may allow at most.
+pub const MN_RULES_MAX: usize = 1024;
+
+impl MnApiFile {
+    /// Checks the table.
+    pub fn validate(&self) -> Result<MnChannelSettings, ConfigError> {
+        let text = self.listen.as_deref().ok_or_else(|| invalid("mn_api.listen", "missing"))?;
+        let listen: SocketAddr =
+            text.parse().map_err(|_| invalid("mn_api.listen", format!("`{text}` is not [ADDRESS]:PORT")))?;
+        // The channel authenticates by home network prefix, which is IPv6 (RFC 5213 §2.2).
+        if !listen.is_ipv6() {
+            return Err(invalid(
+                "mn_api.listen",
+                "not an IPv6 address: mobile nodes reach the LMA from their IPv6 prefixes",
+            ));
+        }
+        if self.requests_per_second == 0 || self.requests_per_second > 10_000 {
+            return Err(invalid("mn_api.requests_per_second", "must be 1..=10000"));
+        }
+        if let Some(max) = self.max_rules
+            && (max == 0 || max > MN_RULES_MAX)
+        {
+            return Err(invalid("mn_api.max_rules", format!("must be 1..={MN_RULES_MAX}")));
+        }
+        Ok(MnChannelSettings { listen, requests_per_second: self.requests_per_second })
+    }
+}
+
 // ---- data plane -----------------------------------------------------------------------------
 
 /// The `[dataplane]` table: how intents reach the kernel.
@@ -234,6 +281,20 @@ pub enum NotifyKey {
     Off,
 }
 
+/// How a mobile node's interfaces get their prefixes, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrefixModeKey {
+    /// One session and one prefix set per interface (RFC 5213; the draft's first
+    /// configuration, default).
+    #[default]
+    Unique,
+    /// The draft §5.4 virtual interface: one entry per mobile node, one prefix set shared by
+    /// all its interfaces, one Proxy-CoA and tunnel per interface; a further interface is not
+    /// taken for a handoff.
+    Shared,
+}
+
 /// The RFC 5213 §9.3 and RFC 5847 timers of the LMA, each with its RFC default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -280,6 +341,9 @@ pub struct LmaFile {
     /// The MuHo option type (18, or 71-255).
     #[serde(default = "default_muho")]
     pub muho_option_type: u8,
+    /// `unique` (default) or `shared` (the draft §5.4 virtual interface).
+    #[serde(default)]
+    pub prefix_mode: PrefixModeKey,
     /// Timers.
     #[serde(default)]
     pub timers: LmaTimers,
@@ -287,6 +351,8 @@ pub struct LmaFile {
     pub status_file: Option<PathBuf>,
     /// The control API; none without this table.
     pub api: Option<ApiFile>,
+    /// The MN channel; none without this table.
+    pub mn_api: Option<MnApiFile>,
     /// The data plane (applied to the kernel unless `enabled = false`).
     #[serde(default)]
     pub dataplane: DataPlaneFile,
@@ -305,6 +371,8 @@ pub struct LmaSettings {
     pub status_file: Option<PathBuf>,
     /// The control API, if any.
     pub api: Option<ApiSettings>,
+    /// The MN channel, if any.
+    pub mn_api: Option<MnChannelSettings>,
     /// The data plane.
     pub dataplane: DataPlaneSettings,
 }
@@ -342,6 +410,7 @@ impl LmaFile {
             NotifyKey::Off => NotifyMode::Off,
         };
         engine.parse = parse_config("muho_option_type", self.muho_option_type)?;
+        engine.virtual_interface = self.prefix_mode == PrefixModeKey::Shared;
         let t = &self.timers;
         if t.max_lifetime_secs == 0 {
             return Err(invalid("timers.max_lifetime_secs", "must not be 0"));
@@ -353,6 +422,12 @@ impl LmaFile {
         engine.heartbeat_interval =
             (t.heartbeat_interval_secs > 0).then(|| Duration::from_secs(t.heartbeat_interval_secs));
         let api = self.api.as_ref().map(|a| a.validate(LMA_SOCKET)).transpose()?;
+        let mn_api = self.mn_api.as_ref().map(MnApiFile::validate).transpose()?;
+        if let Some(max) = self.mn_api.as_ref().and_then(|m| m.max_rules)
+            && let Some(flow) = engine.flow.as_mut()
+        {
+            flow.mn_rules.max_rules = max;
+        }
         let dataplane = self.dataplane.validate(true)?;
         // `map` steering compiles policies into selector elements; the others key by flow.
         if let Some(flow) = engine.flow.as_mut() {
@@ -361,7 +436,7 @@ impl LmaFile {
                 SteeringBackend::Learn | SteeringBackend::NfQueue => SteeringMode::PerFlow,
             };
         }
-        Ok(LmaSettings { engine, status_file: self.status_file.clone(), api, dataplane })
+        Ok(LmaSettings { engine, status_file: self.status_file.clone(), api, mn_api, dataplane })
     }
 }
 
@@ -559,6 +634,8 @@ mod tests {
     fn the_examples_load() {
         let lma = LmaFile::from_toml(LMA).and_then(|f| f.validate());
         assert!(lma.is_ok(), "{lma:?}");
+        let mn_api = lma.as_ref().ok().and_then(|l| l.mn_api.clone());
+        assert_eq!(mn_api.map(|m| m.listen.port()), Some(crate::api::mn_channel::DEFAULT_PORT));
         let api = lma.ok().and_then(|l| l.api);
         assert_eq!(api.and_then(|a| a.socket), Some(PathBuf::from(LMA_SOCKET)));
         let mag = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| Some(7)));
@@ -585,8 +662,31 @@ mod tests {
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "api.listen"), "{e:?}");
         let e = LmaFile::from_toml(&LMA.replace("[api]", "[api]\nport = 1")).and_then(|f| f.validate());
         assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("port")), "{e:?}");
+        let line = LMA.lines().find(|l| l.starts_with("listen = \"[")).unwrap_or_default();
+        for (bad, key) in [
+            ("listen = \"192.0.2.1:8464\"", "mn_api.listen"),
+            ("listen = \"8464\"", "mn_api.listen"),
+            ("listen = \"[2001:db8:ffff::1]:8464\"\nmax_rules = 0", "mn_api.max_rules"),
+            ("listen = \"[2001:db8:ffff::1]:8464\"\nrequests_per_second = 0", "mn_api.requests_per_second"),
+        ] {
+            let text =
+                format!("address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\n[mn_api]\n{bad}");
+            let e = LmaFile::from_toml(&text).and_then(|f| f.validate());
+            assert!(matches!(e, Err(ConfigError::Invalid { key: ref k, .. }) if k == key), "{bad}: {e:?}");
+        }
+        let e = LmaFile::from_toml(&LMA.replace(line, &format!("{line}\nkey = 1"))).and_then(|f| f.validate());
+        assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("key")), "{e:?}");
         let e = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| None));
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "interfaces[0].name"), "{e:?}");
+        let e = LmaFile::from_toml(&LMA.replace("prefix_mode = \"unique\"", "prefix_mode = \"bonded\""));
+        assert!(matches!(e, Err(ConfigError::Syntax(ref s)) if s.contains("bonded")), "{e:?}");
+    }
+
+    #[test]
+    fn prefix_mode_selects_the_virtual_interface() {
+        let lma = |text: &str| LmaFile::from_toml(text).and_then(|f| f.validate()).map(|s| s.engine.virtual_interface);
+        assert_eq!(lma(LMA).ok(), Some(false), "unique by default");
+        assert_eq!(lma(&LMA.replace("prefix_mode = \"unique\"", "prefix_mode = \"shared\"")).ok(), Some(true));
     }
 
     #[test]

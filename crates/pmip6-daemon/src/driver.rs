@@ -36,6 +36,10 @@ use crate::nd_socket::{self, ND_HOP_LIMIT, NdDatagram, NdSocket};
 /// Datagrams read in one wake-up before the engine's outputs are drained.
 pub const DATAGRAMS_PER_WAKEUP: usize = 64;
 
+/// Queued packets given their verdict in one pass; the kernel holds at most 1024 per queue by
+/// default, so one pass empties it.
+pub const QUEUED_PER_WAKEUP: usize = 1024;
+
 /// The wall clock as the engines take it: time since 1970-01-01 00:00 UTC.
 pub fn now() -> Now {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
@@ -369,10 +373,14 @@ impl<E: Engine> Driver<E> {
     }
 
     /// Packets the kernel queued: each gets its flow's route as its mark (so the first packet
-    /// of a flow takes the path its later packets will), at most [`DATAGRAMS_PER_WAKEUP`].
+    /// of a flow takes the path its later packets will), at most [`QUEUED_PER_WAKEUP`].
+    ///
+    /// The queue is emptied before a new flow's map element goes in (and again right after):
+    /// once the element is in the kernel, the flow's next packets skip the queue, and any of
+    /// its packets still waiting here would be overtaken.
     fn handle_queue(&mut self, now: Now) {
         let Some(dataplane) = self.dataplane.as_mut() else { return };
-        for _ in 0..DATAGRAMS_PER_WAKEUP {
+        for _ in 0..QUEUED_PER_WAKEUP {
             let Some(queue) = dataplane.queue() else { return };
             let packet = match queue.get_mut().recv() {
                 Ok(packet) => packet,
@@ -571,6 +579,10 @@ impl<E: Engine> Driver<E> {
                         }
                     }
                     self.handle_queue(now());
+                    self.apply_intents().await;
+                    // Packets queued while the new flows' elements went in are older than
+                    // those now marked in the kernel: out with them at once.
+                    self.handle_queue(now());
                 }
                 change = next_link_change(self.links.as_mut()) => match change {
                     Some(change) => self.handle_link_change(now(), change),
@@ -594,10 +606,12 @@ impl<E: Engine> Driver<E> {
         Ok(())
     }
 
-    /// Drains the outputs, applies the intents, then sends the transmits; updates the status
-    /// file.
-    pub async fn flush(&mut self, socket: &MhSocket, access: &[NdSocket]) {
-        let outgoing = self.drain();
+    /// Applies the engine's pending intents now (the messages wait for [`Driver::flush`]).
+    async fn apply_intents(&mut self) {
+        while let Some(intent) = self.engine.poll_intent() {
+            tracing::info!(?intent, "data-plane intent");
+            self.intents.push(intent);
+        }
         let intents = std::mem::take(&mut self.intents);
         if let Some(dataplane) = self.dataplane.as_mut()
             && !intents.is_empty()
@@ -605,6 +619,13 @@ impl<E: Engine> Driver<E> {
             let elapsed = dataplane.apply(intents).await;
             self.metrics.observe_apply(elapsed);
         }
+    }
+
+    /// Drains the outputs, applies the intents, then sends the transmits; updates the status
+    /// file.
+    pub async fn flush(&mut self, socket: &MhSocket, access: &[NdSocket]) {
+        let outgoing = self.drain();
+        self.apply_intents().await;
         for outgoing in outgoing {
             let (result, dst) = match outgoing {
                 Outgoing::Mobility(message, dst) => {

@@ -12,6 +12,8 @@
 //!   de-registers its sessions.
 //! - With an `[api]` table, both serve the control API ([`api`]) on a unix socket (and
 //!   optionally loopback TCP), with Prometheus metrics ([`metrics`]); `pmip6 ctl` is its client.
+//! - With an `[mn_api]` table, the LMA serves its mobile nodes' own flow rules on TCP
+//!   ([`api::mn_channel`]); `pmip6 mn` is its client.
 //! - Unless `[dataplane] enabled = false`, intents are applied to the kernel at once.
 
 pub mod api;
@@ -197,13 +199,24 @@ fn start_api<E: Engine>(driver: &mut Driver<E>, settings: Option<&api::ApiSettin
 }
 
 /// Opens the LMA's socket, builds its driver and starts its control API (with an `[api]`
-/// table). Must be called inside a tokio runtime.
+/// table) and its MN channel (with an `[mn_api]` table). Must be called inside a tokio runtime.
 pub fn start_lma(settings: config::LmaSettings) -> std::io::Result<(Driver<Lma>, MhSocket)> {
     let lmaa = settings.engine.lmaa;
     let parse = settings.engine.parse;
     let socket = MhSocket::bind(lmaa)?;
     tracing::info!(%lmaa, "LMA listening");
     let mut driver = Driver::new(Lma::new(settings.engine), parse, lmaa, settings.status_file);
-    start_api(&mut driver, settings.api.as_ref())?;
+    match &settings.mn_api {
+        None => start_api(&mut driver, settings.api.as_ref())?,
+        Some(mn_api) => {
+            // The MN channel shares the control API's way to the driver; without an `[api]`
+            // table the control API itself stays closed.
+            let (sender, receiver) = api::channel();
+            let none = api::ApiSettings { socket: None, listen: None };
+            let mut server = api::start(settings.api.as_ref().unwrap_or(&none), sender.clone())?;
+            server.set_mn_channel(api::mn_channel::start(mn_api, sender)?);
+            driver.attach_api(receiver, Some(server));
+        }
+    }
     Ok((driver, socket))
 }

@@ -20,6 +20,9 @@ const CHECKSUM_OFFSET: libc::c_int = 4;
 /// The largest datagram read (a Mobility Header is at most 2048 octets; leave room).
 pub const RECEIVE_BUFFER: usize = 4096;
 
+/// The socket's kernel buffers, each way: about 30,000 PBUs of 130 octets with their overhead.
+pub const SOCKET_BUFFER_BYTES: libc::c_int = 8 << 20;
+
 /// A nonblocking raw Mobility Header socket bound to one of our addresses.
 #[derive(Debug)]
 pub struct MhSocket {
@@ -45,6 +48,30 @@ impl MhSocket {
         };
         if rc != 0 {
             return Err(io::Error::last_os_error());
+        }
+        // A burst of PBUs (a MAG restarting, a crowd attaching) waits in the kernel rather than
+        // being dropped; past this the kernel drops and counts (`/proc/net/raw6`, drops): the
+        // queue is bounded. SO_RCVBUFFORCE passes `net.core.rmem_max` with CAP_NET_ADMIN.
+        let bytes: libc::c_int = SOCKET_BUFFER_BYTES;
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    (&raw const bytes).cast(),
+                    socklen_of::<libc::c_int>(),
+                )
+            };
+            if rc != 0 {
+                // Without the capability: as much as rmem_max/wmem_max allow.
+                let _ = if option == libc::SO_RCVBUFFORCE {
+                    socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES as usize)
+                } else {
+                    socket.set_send_buffer_size(SOCKET_BUFFER_BYTES as usize)
+                };
+            }
         }
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::V6(SocketAddrV6::new(local, 0, 0, 0)).into())?;

@@ -99,7 +99,7 @@ use pmip6_wire::Prefix;
 use rtnetlink::Handle;
 use rtnetlink::LinkUnspec;
 
-use crate::tunnel::{self, Forwarder, TunDevice, TunnelCounters};
+use crate::tunnel::{self, Forwarder, TunnelCounters};
 
 /// The main routing table.
 const TABLE_MAIN: u32 = 254;
@@ -747,7 +747,8 @@ impl Routing {
             move |source| RoutingError::Io { what, source }
         };
         // Dropped on any error below: the kernel removes the device with its descriptor.
-        let device = TunDevice::create(&name).map_err(io("creating the TUN device"))?;
+        let forwarder = self.forwarder.as_ref().ok_or(RoutingError::Unsupported("no tun forwarder".into()))?;
+        let device = forwarder.create_device(&name).map_err(io("creating the TUN device"))?;
         std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1")
             .map_err(io("turning address generation off on"))?;
         let index = self.link_index(&name).await?;

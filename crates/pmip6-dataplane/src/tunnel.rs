@@ -323,6 +323,11 @@ type Peers = Arc<RwLock<HashMap<Ipv6Addr, Arc<TunDevice>>>>;
 
 /// The user-space forwarder of the `tun` backend: the raw socket, the devices by peer, and
 /// their tasks.
+///
+/// The tasks run on a thread of their own (`pmip6-tunnel`, with its own tokio runtime), not on
+/// the daemon's: forwarding never waits for signalling, a netlink exchange or an nftables
+/// transaction, so that the packets already routed into a tunnel leave at once when a flow
+/// moves to another one (which is what keeps a move from reordering the flow).
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     socket: Arc<RawSocket>,
@@ -330,17 +335,49 @@ pub(crate) struct Forwarder {
     counters: Arc<Counters>,
     receiver: JoinHandle<()>,
     encapsulators: HashMap<Ipv6Addr, JoinHandle<()>>,
+    runtime: tokio::runtime::Handle,
+    /// Dropping it ends the forwarding thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the forwarding thread in the calling thread's network namespace (a new thread
+/// inherits it) and returns its runtime's handle.
+fn forwarding_thread() -> io::Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("pmip6-tunnel".to_owned()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = handle_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+        // Runs the forwarding tasks until the forwarder is shut down or dropped.
+        let _ = runtime.block_on(stop_rx);
+    })?;
+    let handle = handle_rx.recv().map_err(|_| io::Error::other("the forwarding thread did not start"))??;
+    Ok((handle, stop_tx))
 }
 
 impl Forwarder {
-    /// Opens the raw socket bound to `local` and spawns the receiving (decapsulating) task on
-    /// the current tokio runtime.
+    /// Opens the raw socket bound to `local` and starts the forwarding thread with its
+    /// receiving (decapsulating) task.
     pub fn start(local: Ipv6Addr) -> io::Result<Forwarder> {
+        let (runtime, stop) = forwarding_thread()?;
+        let _entered = runtime.enter();
         let socket = Arc::new(RawSocket::open(local)?);
         let peers: Peers = Arc::default();
         let counters = Arc::new(Counters::default());
-        let receiver = tokio::spawn(decapsulate(Arc::clone(&socket), Arc::clone(&peers), Arc::clone(&counters)));
-        Ok(Forwarder { socket, peers, counters, receiver, encapsulators: HashMap::new() })
+        let receiver = runtime.spawn(decapsulate(Arc::clone(&socket), Arc::clone(&peers), Arc::clone(&counters)));
+        Ok(Forwarder { socket, peers, counters, receiver, encapsulators: HashMap::new(), runtime, _stop: stop })
+    }
+
+    /// Creates the TUN device `name`, registered with the forwarding thread.
+    pub fn create_device(&self, name: &str) -> io::Result<TunDevice> {
+        let _entered = self.runtime.enter();
+        TunDevice::create(name)
     }
 
     /// Starts forwarding between `device` and `peer`: packets the kernel routes into the device
@@ -351,7 +388,7 @@ impl Forwarder {
         let device = Arc::new(device);
         self.write_peers().insert(peer, Arc::clone(&device));
         let task = encapsulate(peer, device, Arc::clone(&self.socket), Arc::clone(&self.counters));
-        self.encapsulators.insert(peer, tokio::spawn(task));
+        self.encapsulators.insert(peer, self.runtime.spawn(task));
     }
 
     /// Stops forwarding to and from `peer` and closes its device (the kernel removes it and

@@ -1,5 +1,7 @@
-//! An HTTP/1 client of the control API over its unix socket (`pmip6 ctl`, tests).
+//! An HTTP/1 client of the control API over its unix socket (`pmip6 ctl`, tests), and of the
+//! LMA's MN channel over TCP (`pmip6 mn`).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +24,14 @@ pub enum ClientError {
     Connect {
         /// The socket.
         path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TCP address could not be reached.
+    #[error("cannot connect to {addr} (is the LMA's MN channel, [mn_api], reachable from here?)")]
+    ConnectTcp {
+        /// The address.
+        addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
@@ -54,6 +64,44 @@ async fn exchange(socket: &Path, method: &str, path: &str, body: Option<String>)
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Connect { path: socket.display().to_string(), source })?;
+    over(stream, method, path, body).await
+}
+
+/// Sends one request (`method` `GET`, `PUT`, `POST` or `DELETE`; `body` JSON) over TCP to
+/// `addr` (the LMA's MN channel).
+pub async fn request_tcp(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<Answer, ClientError> {
+    let exchange = async {
+        let stream =
+            tokio::net::TcpStream::connect(addr).await.map_err(|source| ClientError::ConnectTcp { addr, source })?;
+        over(stream, method, path, body).await
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.unwrap_or(Err(ClientError::Timeout(TIMEOUT)))
+}
+
+/// [`request_tcp`] on a runtime of its own, for callers without one.
+pub fn request_tcp_blocking(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<Answer, ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Http(format!("runtime: {e}")))?;
+    runtime.block_on(request_tcp(addr, method, path, body))
+}
+
+/// One exchange over a connected stream.
+async fn over<S>(stream: S, method: &str, path: &str, body: Option<String>) -> Result<Answer, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;

@@ -28,6 +28,9 @@ pub fn answer(driver: &mut Driver<Lma>, now: Now, request: Request) -> Response 
                     map.insert("flows".into(), json!(flows.table().len()));
                     map.insert("flow_stats".into(), json!(flows.stats()));
                 }
+                if let Some(channel) = driver.api_server().and_then(|s| s.mn_channel()) {
+                    map.insert("mn_api".into(), channel.status_json());
+                }
             }
             Response::ok(value)
         }
@@ -56,6 +59,7 @@ pub fn answer(driver: &mut Driver<Lma>, now: Now, request: Request) -> Response 
             Response::ok(Value::Array(peers))
         }
         Request::Resources => Response::not_served("LMA"),
+        Request::MobileNode { source, call } => super::mn_channel::answer(driver, now, source, call),
     }
 }
 
@@ -83,7 +87,7 @@ fn state_text(state: BindingState) -> &'static str {
     }
 }
 
-fn attachment_json(a: &Attachment, now: Now) -> Value {
+pub(super) fn attachment_json(a: &Attachment, now: Now) -> Value {
     json!({
         "proxy_coa": a.proxy_coa().to_string(),
         "access_technology": u8::from(a.access_technology()),
@@ -126,14 +130,14 @@ fn mobile_nodes(lma: &Lma, now: Now) -> Value {
     )
 }
 
-fn route_text(route: Route) -> String {
+pub(super) fn route_text(route: Route) -> String {
     match route {
         Route::Tunnel(peer) => peer.to_string(),
         Route::PrefixRoute => "prefix-route".to_owned(),
     }
 }
 
-fn rule_ref_json(rule: Option<RuleRef>) -> Value {
+pub(super) fn rule_ref_json(rule: Option<RuleRef>) -> Value {
     match rule {
         None => Value::Null,
         Some(r) => {

@@ -41,7 +41,8 @@ pub fn answer(driver: &mut Driver<Mag>, now: Now, request: Request) -> Response 
         | Request::DeletePolicy(_)
         | Request::MoveFlow(_)
         | Request::Revoke(_)
-        | Request::Peers => Response::not_served("MAG"),
+        | Request::Peers
+        | Request::MobileNode { .. } => Response::not_served("MAG"),
     }
 }
 

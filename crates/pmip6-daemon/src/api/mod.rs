@@ -19,10 +19,16 @@
 //! | POST | `/bindings/revoke` | LMA | `{mn_id}` or `{mag}` |
 //! | GET | `/peers` | LMA | MAGs with their heartbeat state |
 //! | GET | `/resources` | MAG | installed data-plane resources |
+//!
+//! The LMA can also serve its mobile nodes on a second listener, the MN channel
+//! ([`mn_channel`]: `GET`/`PUT`/`DELETE /mn/rules`, `GET /mn/flows`), reached from the mobile
+//! nodes over the data path and authenticated by the source address; its requests go through
+//! the same channel to the driver as [`Request::MobileNode`].
 
 pub mod client;
 pub mod lma;
 pub mod mag;
+pub mod mn_channel;
 pub mod policy;
 
 use std::net::SocketAddr;
@@ -76,6 +82,14 @@ pub enum Request {
     Peers,
     /// Installed data-plane resources (MAG).
     Resources,
+    /// A mobile node's own request on the MN channel (LMA, [`mn_channel`]): the mobile node is
+    /// the one whose registered prefix holds `source`, never one the request names.
+    MobileNode {
+        /// The request's source address, as the TCP connection reported it.
+        source: std::net::IpAddr,
+        /// What it asks.
+        call: mn_channel::MnCall,
+    },
 }
 
 /// A response body.
@@ -158,6 +172,7 @@ pub struct ApiServer {
     socket: Option<PathBuf>,
     tcp: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    mn_channel: Option<mn_channel::MnChannel>,
 }
 
 impl ApiServer {
@@ -169,6 +184,16 @@ impl ApiServer {
     /// The TCP address served (with the port the kernel chose for port 0).
     pub fn tcp(&self) -> Option<SocketAddr> {
         self.tcp
+    }
+
+    /// The MN channel served beside the control API (LMA), if any.
+    pub fn mn_channel(&self) -> Option<&mn_channel::MnChannel> {
+        self.mn_channel.as_ref()
+    }
+
+    /// Keeps the MN channel's listener alive as long as this server.
+    pub fn set_mn_channel(&mut self, channel: mn_channel::MnChannel) {
+        self.mn_channel = Some(channel);
     }
 }
 
@@ -187,7 +212,7 @@ impl Drop for ApiServer {
 /// send their requests to `sender`. Must be called inside a tokio runtime. A stale socket file
 /// (nobody listening) is replaced; a live one is an error.
 pub fn start(settings: &ApiSettings, sender: mpsc::Sender<Call>) -> std::io::Result<ApiServer> {
-    let mut server = ApiServer { socket: None, tcp: None, tasks: Vec::new() };
+    let mut server = ApiServer { socket: None, tcp: None, tasks: Vec::new(), mn_channel: None };
     if let Some(path) = &settings.socket {
         let listener = bind_unix(path)?;
         server.socket = Some(path.clone());
@@ -294,18 +319,22 @@ async fn with_json(tx: mpsc::Sender<Call>, body: HttpBody, make: fn(Value) -> Re
 }
 
 async fn call(tx: mpsc::Sender<Call>, request: Request) -> axum::response::Response {
+    http(ask(&tx, request).await)
+}
+
+/// Sends `request` to the driver and waits for its answer (503 when the channel is full, the
+/// daemon stops, or no answer comes within [`ANSWER_TIMEOUT`]).
+async fn ask(tx: &mpsc::Sender<Call>, request: Request) -> Response {
     let (reply, answer) = oneshot::channel();
     match tx.try_send(Call { request, reply }) {
         Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            return http(Response::error(503, "busy: too many requests waiting"));
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => return http(Response::error(503, "the daemon is stopping")),
+        Err(mpsc::error::TrySendError::Full(_)) => return Response::error(503, "busy: too many requests waiting"),
+        Err(mpsc::error::TrySendError::Closed(_)) => return Response::error(503, "the daemon is stopping"),
     }
     match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
-        Ok(Ok(response)) => http(response),
-        Ok(Err(_)) => http(Response::error(503, "the daemon is stopping")),
-        Err(_) => http(Response::error(503, "no answer from the daemon in time")),
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => Response::error(503, "the daemon is stopping"),
+        Err(_) => Response::error(503, "no answer from the daemon in time"),
     }
 }
 
