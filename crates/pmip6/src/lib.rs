@@ -6,6 +6,9 @@
 //! - [`decode`]: one record per message, as text or JSON lines (`pmip6 decode`).
 //! - [`demo`]: the draft's Figure 4 signalling as a capture, decoded (`pmip6 demo`).
 //! - [`ctl`]: the client of a daemon's control API (`pmip6 ctl`).
+//! - [`mn`]: the mobile node's agent (`pmip6 mn`): its own flow rules at the LMA, uplink
+//!   steering.
+//! - [`load`]: a PBU load generator against a running LMA (`pmip6 load`).
 //! - [`testbed`]: the draft's Figure 4 in network namespaces with the real daemons
 //!   (`pmip6 testbed`).
 //!
@@ -17,4 +20,6 @@ pub mod capture;
 pub mod ctl;
 pub mod decode;
 pub mod demo;
+pub mod load;
+pub mod mn;
 pub mod testbed;

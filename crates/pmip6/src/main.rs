@@ -14,7 +14,7 @@
 //! - `pmip6 ctl [--socket PATH] [--json] COMMAND`: a running daemon's control API
 //!   (`pmip6::ctl`): bindings, mobile nodes, flows, policies, peers, status, metrics, moves,
 //!   revocations.
-//! - `pmip6 testbed up|down|status|demo`: the draft's Figure 4 in network namespaces, with the
+//! - `pmip6 testbed up|down|status|demo|measure`: the draft's Figure 4 in network namespaces, with the
 //!   real daemons (`pmip6::testbed`).
 #![forbid(unsafe_code)]
 
@@ -76,6 +76,27 @@ enum Cmd {
         log_format: LogFormat,
     },
     /// Query or steer a running daemon through its control API
+    /// Offer Proxy Binding Updates to an LMA at a fixed rate and report answers and latency (root)
+    Load {
+        /// The LMA address
+        #[arg(long)]
+        lma: std::net::Ipv6Addr,
+        /// Our address, acting as one MAG's Proxy-CoA (must be local)
+        #[arg(long)]
+        from: std::net::Ipv6Addr,
+        /// PBUs per second
+        #[arg(long, default_value_t = 10_000)]
+        rate: u32,
+        /// Seconds of load
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Distinct mobile nodes (PBUs after a node's first are refreshes)
+        #[arg(long, default_value_t = 10_000)]
+        mobile_nodes: u32,
+        /// The report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     Ctl {
         /// The daemon's control socket
         #[arg(long, value_name = "PATH", default_value = pmip6_daemon::config::LMA_SOCKET)]
@@ -85,6 +106,11 @@ enum Cmd {
         json: bool,
         #[command(subcommand)]
         command: pmip6::ctl::CtlCommand,
+    },
+    /// The mobile node's agent: its flows and own rules at the LMA, uplink steering (run on the MN)
+    Mn {
+        #[command(subcommand)]
+        command: pmip6::mn::MnCommand,
     },
     /// The draft's Figure 4 in network namespaces, with the real daemons (root)
     Testbed {
@@ -106,6 +132,9 @@ enum TestbedAction {
         /// Leave the mobile node's interfaces down
         #[arg(long)]
         no_attach: bool,
+        /// unique: a prefix per interface; shared: the draft's virtual interface (5.4), one MAC and one prefix on both
+        #[arg(long, value_enum, default_value_t = testbed::PrefixMode::Unique)]
+        prefix_mode: testbed::PrefixMode,
     },
     /// Stop the daemons and remove everything `up` made
     Down,
@@ -113,6 +142,30 @@ enum TestbedAction {
     Status,
     /// The draft's use case step by step, on a fresh testbed; exit status 0 only if every step did what it said
     Demo {
+        /// Leave the testbed up at the end
+        #[arg(long)]
+        keep: bool,
+        /// unique: the use case of section 3; shared: the virtual interface of section 5.4
+        #[arg(long, value_enum, default_value_t = testbed::PrefixMode::Unique)]
+        prefix_mode: testbed::PrefixMode,
+    },
+    /// Attach latency, flow-move latency and losses on a testbed of its own: median, p99, max
+    Measure {
+        /// Fresh attachments, and as many re-attachments (link flaps)
+        #[arg(long, default_value_t = 100)]
+        attachments: usize,
+        /// Flow moves, alternating 3G and WLAN
+        #[arg(long, default_value_t = 50)]
+        moves: usize,
+        /// Datagrams per second of each of the two flows during the moves
+        #[arg(long, default_value_t = 5000)]
+        rate: u32,
+        /// Also compare steered with unsteered forwarding, blasting each for this many milliseconds
+        #[arg(long, value_name = "MS")]
+        forwarding: Option<u64>,
+        /// The report as JSON on standard output (progress goes to standard error)
+        #[arg(long)]
+        json: bool,
         /// Leave the testbed up at the end
         #[arg(long)]
         keep: bool,
@@ -173,15 +226,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(log_format);
             pmip6_daemon::run_mag(&config)?;
         }
+        Cmd::Load { lma, from, rate, seconds, mobile_nodes, json } => {
+            let config = pmip6::load::LoadConfig {
+                lma,
+                from,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                mobile_nodes,
+                grace: std::time::Duration::from_secs(1),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(pmip6::load::run(&config))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "offered {:.0}/s  sent {}  answered {} ({:.0}/s)  lost {}  send errors {}  latency p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs  statuses {:?}",
+                    report.offered_rate,
+                    report.sent,
+                    report.answered,
+                    report.answered_rate,
+                    report.lost,
+                    report.send_errors,
+                    report.p50_us,
+                    report.p99_us,
+                    report.max_us,
+                    report.statuses
+                )?;
+            }
+        }
         Cmd::Ctl { socket, json, command } => pmip6::ctl::run(&socket, &command, json, &mut out)?,
+        Cmd::Mn { command } => pmip6::mn::run(&command, &mut out)?,
         Cmd::Testbed { action, prefix, state_dir } => {
             let bed = testbed::Testbed::new(&prefix, &state_dir)?;
             let mut say = |line: &str| println!("{line}");
             match action {
-                TestbedAction::Up { no_attach } => bed.up(!no_attach, &mut say)?,
+                TestbedAction::Up { no_attach, prefix_mode } => {
+                    bed.with_prefix_mode(prefix_mode).up(!no_attach, &mut say)?;
+                }
                 TestbedAction::Down => bed.down(&mut say)?,
                 TestbedAction::Status => print!("{}", bed.status()),
-                TestbedAction::Demo { keep } => testbed::demo::run(&bed, keep, &mut say)?,
+                TestbedAction::Demo { keep, prefix_mode } => {
+                    testbed::demo::run(&bed.with_prefix_mode(prefix_mode), keep, &mut say)?;
+                }
+                TestbedAction::Measure { attachments, moves, rate, forwarding, json, keep } => {
+                    let forwarding = forwarding.map(std::time::Duration::from_millis);
+                    let options = testbed::measure::Options { attachments, moves, rate, forwarding, keep };
+                    let report = testbed::measure::run(&bed, &options, &mut |line| eprintln!("{line}"))?;
+                    if json {
+                        writeln!(out, "{}", report.json())?;
+                    } else {
+                        write!(out, "{}", report.table())?;
+                    }
+                }
             }
         }
     }

@@ -64,6 +64,38 @@ pub const MAG_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// The mobile node's identifier.
 pub const MN_ID: &str = "mn1@example.net";
 
+/// How the mobile node's two interfaces get their prefixes: the draft's two configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PrefixMode {
+    /// Two interfaces with their own MAC addresses, each with its own prefix and session (the
+    /// draft's use case, section 3).
+    #[default]
+    Unique,
+    /// The draft's virtual interface (section 5.4): both interfaces carry one MAC address and get
+    /// one prefix; the LMA keeps one entry with a Proxy-CoA and a tunnel per interface. This
+    /// kernel has no bonding driver: two interfaces with one MAC and one prefix stand in for it.
+    Shared,
+}
+
+impl PrefixMode {
+    /// The mobile node's MAC address on the access link of `site`: in shared mode both
+    /// interfaces carry if1's.
+    pub fn mn_mac(self, site: &MagSite) -> &'static str {
+        match self {
+            Self::Unique => site.mn_mac,
+            Self::Shared => MAGS[0].mn_mac,
+        }
+    }
+
+    /// The LMA configuration's `prefix_mode` value.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Unique => "unique",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 /// One MAG of the testbed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MagSite {
@@ -79,7 +111,8 @@ pub struct MagSite {
     pub access: &'static str,
     /// The access technology (RFC 5213 §8.5 Access Technology Type).
     pub access_technology: u8,
-    /// The mobile node's MAC address on that access link.
+    /// The mobile node's MAC address on that access link (unique mode; see
+    /// [`PrefixMode::mn_mac`]).
     pub mn_mac: &'static str,
     /// What the demo calls this access.
     pub label: &'static str,
@@ -163,9 +196,10 @@ pub fn existing_namespaces(names: &Names) -> Vec<String> {
     NODES.iter().map(|n| names.namespace(*n)).filter(|ns| present.contains(&ns.as_str())).collect()
 }
 
-/// Creates the five namespaces, the links and addresses. Fails, naming the step, when a piece
-/// cannot be made; the caller removes what was made.
-pub fn build(names: &Names) -> anyhow::Result<()> {
+/// Creates the five namespaces, the links and addresses, the mobile node's MAC addresses as
+/// `mode` wants them. Fails, naming the step, when a piece cannot be made; the caller removes
+/// what was made.
+pub fn build(names: &Names, mode: PrefixMode) -> anyhow::Result<()> {
     let ns = |node| names.namespace(node);
     for node in NODES {
         ip(&["netns", "add", &ns(node)]).with_context(|| format!("cannot create the namespace {}", ns(node)))?;
@@ -210,7 +244,7 @@ pub fn build(names: &Names) -> anyhow::Result<()> {
         ip(&["-n", &mag, "addr", "flush", "dev", site.access])?;
         sysctl(names, site.node, &format!("net.ipv6.conf.{}.addr_gen_mode=1", site.access))?;
         address(&mag, site.access, &format!("{MAG_LINK_LOCAL}/64"))?;
-        ip(&["-n", &mn, "link", "set", site.access, "address", site.mn_mac])?;
+        ip(&["-n", &mn, "link", "set", site.access, "address", mode.mn_mac(&site)])?;
         // The mobile node's interfaces inherit `accept_dad=0`: an address is usable as soon as
         // the RA arrives, and the demo reports the attach time without DAD.
     }
