@@ -407,6 +407,8 @@ pub struct Routing {
     handle: Handle,
     connection: tokio::task::JoinHandle<()>,
     tunnels: BTreeMap<Ipv6Addr, Tunnel>,
+    /// Where the search for a free tunnel slot starts.
+    next_slot: u32,
     /// The interface name of each source rule, by (prefix, interface, peer).
     source_rules: BTreeMap<(Prefix, InterfaceId, Ipv6Addr), String>,
     previous_tunnel_source: Ipv6Addr,
@@ -480,6 +482,7 @@ impl Routing {
             handle,
             connection,
             tunnels: BTreeMap::new(),
+            next_slot: 0,
             source_rules: BTreeMap::new(),
             previous_tunnel_source: Ipv6Addr::UNSPECIFIED,
             forwarder: None,
@@ -706,9 +709,16 @@ impl Routing {
         let existing = self.tunnels.get(&peer).copied();
         let slot = match existing {
             Some(t) => t.slot,
-            None => (0..MAX_TUNNELS)
-                .find(|s| !self.tunnels.values().any(|t| t.slot == *s))
-                .ok_or(RoutingError::TooManyTunnels)?,
+            None => {
+                // Round robin from the last slot given: a released device may still be closing
+                // in the background, so its name is not taken again at once.
+                let slot = (0..MAX_TUNNELS)
+                    .map(|k| (self.next_slot + k) % MAX_TUNNELS)
+                    .find(|s| !self.tunnels.values().any(|t| t.slot == *s))
+                    .ok_or(RoutingError::TooManyTunnels)?;
+                self.next_slot = (slot + 1) % MAX_TUNNELS;
+                slot
+            }
         };
         let table = self.table(slot);
         let (oif, route) = if self.backend == TunnelBackend::Tun {
@@ -782,7 +792,7 @@ impl Routing {
             }
         }
         if let Some(forwarder) = self.forwarder.as_mut() {
-            forwarder.remove(peer).await;
+            forwarder.release(peer);
         }
         self.tunnels.remove(&peer);
         Ok(())
@@ -1275,6 +1285,7 @@ mod tests {
                     handle,
                     connection,
                     tunnels: BTreeMap::new(),
+                    next_slot: 0,
                     source_rules: BTreeMap::new(),
                     previous_tunnel_source,
                 };

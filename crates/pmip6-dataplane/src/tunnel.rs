@@ -337,15 +337,18 @@ pub(crate) struct Forwarder {
     encapsulators: HashMap<Ipv6Addr, JoinHandle<()>>,
     runtime: tokio::runtime::Handle,
     /// Dropping it ends the forwarding thread.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts the forwarding thread in the calling thread's network namespace (a new thread
 /// inherits it) and returns its runtime's handle.
-fn forwarding_thread() -> io::Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
+type ForwardingThread = (tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>);
+
+fn forwarding_thread() -> io::Result<ForwardingThread> {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new().name("pmip6-tunnel".to_owned()).spawn(move || {
+    let thread = std::thread::Builder::new().name("pmip6-tunnel".to_owned()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(e) => {
@@ -358,20 +361,29 @@ fn forwarding_thread() -> io::Result<(tokio::runtime::Handle, tokio::sync::onesh
         let _ = runtime.block_on(stop_rx);
     })?;
     let handle = handle_rx.recv().map_err(|_| io::Error::other("the forwarding thread did not start"))??;
-    Ok((handle, stop_tx))
+    Ok((handle, stop_tx, thread))
 }
 
 impl Forwarder {
     /// Opens the raw socket bound to `local` and starts the forwarding thread with its
     /// receiving (decapsulating) task.
     pub fn start(local: Ipv6Addr) -> io::Result<Forwarder> {
-        let (runtime, stop) = forwarding_thread()?;
+        let (runtime, stop, thread) = forwarding_thread()?;
         let _entered = runtime.enter();
         let socket = Arc::new(RawSocket::open(local)?);
         let peers: Peers = Arc::default();
         let counters = Arc::new(Counters::default());
         let receiver = runtime.spawn(decapsulate(Arc::clone(&socket), Arc::clone(&peers), Arc::clone(&counters)));
-        Ok(Forwarder { socket, peers, counters, receiver, encapsulators: HashMap::new(), runtime, _stop: stop })
+        Ok(Forwarder {
+            socket,
+            peers,
+            counters,
+            receiver,
+            encapsulators: HashMap::new(),
+            runtime,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Creates the TUN device `name`, registered with the forwarding thread.
@@ -403,6 +415,32 @@ impl Forwarder {
         }
     }
 
+    /// Stops forwarding to and from `peer` at once and closes its device in the background:
+    /// the kernel's unregistering of a device takes tens of milliseconds here (24 ms measured),
+    /// which neither the daemon nor the forwarding of the other tunnels waits for. The caller
+    /// has removed every route into the device already, and does not reuse its name at once.
+    pub fn release(&mut self, peer: Ipv6Addr) {
+        let device = self.write_peers().remove(&peer);
+        let Some(task) = self.encapsulators.remove(&peer) else { return };
+        task.abort();
+        let Some(mut device) = device else { return };
+        self.runtime.spawn_blocking(move || {
+            // The aborted task lets go of its handle when the forwarding thread next runs.
+            for _ in 0..1000 {
+                match Arc::try_unwrap(device) {
+                    Ok(last) => {
+                        drop(last);
+                        return;
+                    }
+                    Err(shared) => {
+                        device = shared;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        });
+    }
+
     /// Stops everything and closes the socket and every device.
     pub async fn shutdown(mut self) {
         let peers: Vec<Ipv6Addr> = self.encapsulators.keys().copied().collect();
@@ -427,11 +465,15 @@ impl Forwarder {
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        // Dropped without shutdown (a crash, in effect): the tasks end with the runtime's next
-        // turn, and the devices with them.
+        // Shutdown or a crash in effect: the tasks stop, and the forwarding thread ends with
+        // its runtime, closing the socket and every device before `drop` returns.
         self.receiver.abort();
         for task in self.encapsulators.values() {
             task.abort();
+        }
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -384,6 +384,11 @@ fn lma_routes_and_rules_are_exactly_the_intents() {
             let state = snapshot(&routing).await;
             assert_eq!(state.routes, fixed_routes);
             assert_eq!(state.rules, fixed_rules);
+            // The device closes in the background (the kernel takes tens of milliseconds).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !tunnel_devices(&ns).is_empty() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
             assert!(tunnel_devices(&ns).is_empty(), "the device goes with its tunnel");
 
             // A tunnel left at close goes too.
