@@ -3,8 +3,10 @@
 //!   mode and of a first packet in `learn`), against a baseline in the same run: the same
 //!   classification and a plain `HashMap<FlowKey, u16>` with the standard SipHash;
 //! - insert of a new flow (classify, owner lookup, policy decision, table insert, steering
-//!   intent), with no rule and with a 10,000-rule policy, into a table sized at start
-//!   (`FlowConfig::reserved_flows`) and, for comparison, into one growing from empty;
+//!   intent), with no rule and with a 10,000-rule policy: in steady state (flows idle out and
+//!   new ones take their place, as on a running LMA), and for comparison into an empty table
+//!   sized at start (`FlowConfig::reserved_flows`: first touch of its memory) and into one
+//!   growing from empty;
 //! - applying a 10,000-rule operator policy (validate, compile, index, re-decide the 10,000
 //!   live flows, emit the differences).
 //!
@@ -174,18 +176,29 @@ fn lookup(c: &mut Criterion) {
 
 /// Inserts `iters` new flows into fresh engines of 100,000 flows each; only the inserts (and
 /// draining their intents) are timed.
-fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, presized: bool) -> Duration {
+fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, table: Table) -> Duration {
     const CHUNK: u64 = 100_000;
     let mut total = Duration::ZERO;
     let mut done = 0u64;
     let mut p = packet(0, 1, 0);
-    while done < iters {
-        let n = (iters - done).min(CHUNK);
-        let mut e = engine_reserving(CHUNK as usize, if presized { CHUNK as usize } else { 0 });
+    let fresh = |policy: Option<&[OperatorRule]>| {
+        let reserved = if table == Table::Growing { 0 } else { CHUNK as usize };
+        let mut e = engine_reserving(CHUNK as usize, reserved);
         if let Some(rules) = policy {
             e.set_operator_rules(rules.to_vec()).expect("policy");
             while e.poll_batch().is_some() {}
         }
+        e
+    };
+    let mut steady = (table == Table::Steady).then(|| fresh(policy));
+    let mut now = Duration::ZERO;
+    while done < iters {
+        let n = (iters - done).min(CHUNK);
+        let mut owned = None;
+        let e = match steady.as_mut() {
+            Some(e) => e,
+            None => owned.insert(fresh(policy)),
+        };
         let start = Instant::now();
         for k in 0..n {
             // Flow k: mobile node k % 1000 (destination group 3), correspondent k / 65536 (source
@@ -194,7 +207,7 @@ fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, presized: bool) -> Du
             p[28..30].copy_from_slice(&(0x100 + i).to_be_bytes());
             p[22..24].copy_from_slice(&((k >> 16) as u16 + 1).to_be_bytes());
             p[40..42].copy_from_slice(&(k as u16).to_be_bytes());
-            match e.handle_packet(Duration::ZERO, &p).expect("packet") {
+            match e.handle_packet(now, &p).expect("packet") {
                 Verdict::Flow { fid, new: true, .. } => black_box(fid),
                 v => panic!("{v:?}"),
             };
@@ -210,8 +223,24 @@ fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, presized: bool) -> Du
         total += start.elapsed();
         assert_eq!(e.table().len() as u64, n);
         done += n;
+        // Steady state (untimed): every flow idles out, and the next chunk's flows take their
+        // place in memory the table has already used.
+        now += Duration::from_secs(1_000);
+        e.handle_timeout(now);
+        while e.poll_batch().is_some() {}
     }
     total
+}
+
+/// How the flow table of the insert benchmark starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// Empty and unsized: the inserts pay for its growth.
+    Growing,
+    /// Empty, sized at start (`reserved_flows`): the inserts pay for first touching its memory.
+    Sized,
+    /// In use: flows idle out and new ones take their place, as on a running LMA.
+    Steady,
 }
 
 fn insert(c: &mut Criterion) {
@@ -219,13 +248,16 @@ fn insert(c: &mut Criterion) {
     let mut group = c.benchmark_group("flow insert (up to 100,000 flows)");
     group.throughput(Throughput::Elements(1));
     group.bench_function("new flow, no rule, table growing from empty", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, false))
+        b.iter_custom(|iters| insert_run(iters, None, Table::Growing))
     });
     group.bench_function("new flow, no rule, table sized at start", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, true))
+        b.iter_custom(|iters| insert_run(iters, None, Table::Sized))
     });
-    group.bench_function("new flow, 10,000-rule policy, table sized at start", |b| {
-        b.iter_custom(|iters| insert_run(iters, Some(&policy), true))
+    group.bench_function("new flow, no rule, steady state (flows idle out, new ones come)", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, Table::Steady))
+    });
+    group.bench_function("new flow, 10,000-rule policy, steady state", |b| {
+        b.iter_custom(|iters| insert_run(iters, Some(&policy), Table::Steady))
     });
     group.finish();
 }
