@@ -63,6 +63,12 @@ fn parse_prefix(key: &str, text: &str) -> Result<Prefix, ConfigError> {
     Ok(Prefix::new(addr, len))
 }
 
+/// The first `len` bits of `addr`.
+fn prefix_bits(addr: Ipv6Addr, len: u8) -> u128 {
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+    u128::from(addr) & mask
+}
+
 fn parse_mac(key: &str, text: &str) -> Result<[u8; 6], ConfigError> {
     let mut mac = [0u8; 6];
     let mut parts = text.split(':');
@@ -344,6 +350,9 @@ pub struct LmaFile {
     /// `unique` (default) or `shared` (the draft §5.4 virtual interface).
     #[serde(default)]
     pub prefix_mode: PrefixModeKey,
+    /// The MAGs (Proxy-CoAs) allowed to send PBUs; left out, any MAG may. Others are answered
+    /// 154 (RFC 5213 §5.3.1, NOT_AUTHORIZED_FOR_PROXY_REG).
+    pub authorized_mags: Option<Vec<String>>,
     /// Timers.
     #[serde(default)]
     pub timers: LmaTimers,
@@ -403,6 +412,25 @@ impl LmaFile {
         }
         if engine.prefix_pools.is_empty() {
             return Err(invalid("prefix_pools", "at least one pool is needed"));
+        }
+        // Two pools that overlap would hand one prefix to two mobile nodes.
+        for (i, a) in engine.prefix_pools.iter().enumerate() {
+            for (j, b) in engine.prefix_pools.iter().enumerate().skip(i + 1) {
+                let shorter = a.len.min(b.len);
+                if prefix_bits(a.addr, shorter) == prefix_bits(b.addr, shorter) {
+                    return Err(invalid(format!("prefix_pools[{j}]"), format!("overlaps prefix_pools[{i}] ({a})")));
+                }
+            }
+        }
+        if let Some(mags) = &self.authorized_mags {
+            let mut list = Vec::new();
+            for (i, text) in mags.iter().enumerate() {
+                let addr: Ipv6Addr = text.parse().map_err(|_| {
+                    invalid(format!("authorized_mags[{i}]"), format!("`{text}` is not an IPv6 address"))
+                })?;
+                list.push(addr);
+            }
+            engine.authorized_mags = Some(list);
         }
         engine.notify = match self.notify {
             NotifyKey::UpdateNotification => NotifyMode::UpdateNotification,
@@ -687,6 +715,22 @@ mod tests {
         let lma = |text: &str| LmaFile::from_toml(text).and_then(|f| f.validate()).map(|s| s.engine.virtual_interface);
         assert_eq!(lma(LMA).ok(), Some(false), "unique by default");
         assert_eq!(lma(&LMA.replace("prefix_mode = \"unique\"", "prefix_mode = \"shared\"")).ok(), Some(true));
+    }
+
+    #[test]
+    fn overlapping_pools_and_bad_mag_addresses_are_refused() {
+        let lma = |text: &str| LmaFile::from_toml(text).and_then(|f| f.validate());
+        let e = lma("address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8:100::/40\", \"2001:db8:100:8000::/48\"]");
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "prefix_pools[1]"), "{e:?}");
+        let ok = lma("address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8:100::/40\", \"2001:db8:200::/40\"]");
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = lma("address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nauthorized_mags = [\"mag1\"]");
+        assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "authorized_mags[0]"), "{e:?}");
+        let only = lma(
+            "address = \"2001:db8::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nauthorized_mags = [\"2001:db8::11\"]",
+        )
+        .expect("valid");
+        assert_eq!(only.engine.authorized_mags, Some(vec!["2001:db8::11".parse().expect("address")]));
     }
 
     #[test]

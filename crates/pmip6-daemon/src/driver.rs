@@ -30,7 +30,7 @@ use crate::api::{self, ApiServer, Call, Request, Response};
 use crate::dataplane::DataPlane;
 use crate::link_monitor::{LinkChange, LinkMonitor};
 use crate::metrics::Metrics;
-use crate::mh_socket::{MhSocket, RECEIVE_BUFFER};
+use crate::mh_socket::{MhDatagram, MhSocket, RECEIVE_BUFFER};
 use crate::nd_socket::{self, ND_HOP_LIMIT, NdDatagram, NdSocket};
 
 /// Datagrams read in one wake-up before the engine's outputs are drained.
@@ -429,8 +429,17 @@ impl<E: Engine> Driver<E> {
         tracing::info!(mn_id = mn_id.as_deref(), peer = peer.map(tracing::field::display), event = %text, "event");
     }
 
-    /// One received datagram: parsed and fed to the engine, or counted and logged as malformed.
+    /// One received datagram addressed to our bound address: see [`Driver::handle_received`].
     pub fn handle_datagram(&mut self, now: Now, bytes: &[u8], src: Ipv6Addr) {
+        let datagram = MhDatagram { len: bytes.len(), src, dst: self.local, hop_limit: None };
+        self.handle_received(now, bytes, datagram);
+    }
+
+    /// One received datagram, with the destination address and hop limit the kernel reported:
+    /// parsed and fed to the engine (which sees the destination), or counted and logged as
+    /// malformed.
+    pub fn handle_received(&mut self, now: Now, bytes: &[u8], datagram: MhDatagram) {
+        let MhDatagram { src, dst, hop_limit, .. } = datagram;
         self.counters.received += 1;
         match Message::parse(bytes, &self.parse) {
             Ok(message) => {
@@ -439,8 +448,8 @@ impl<E: Engine> Driver<E> {
                     pmip6_wire::MobilityOption::MnIdentifier(mn) => Some(api::mn_text(mn)),
                     _ => None,
                 });
-                tracing::debug!(peer = %src, mn_id = mn_id.as_deref(), %message, "received");
-                self.engine.handle_message(now, Received { src, dst: self.local, message });
+                tracing::debug!(peer = %src, %dst, ?hop_limit, mn_id = mn_id.as_deref(), %message, "received");
+                self.engine.handle_message(now, Received { src, dst, message });
             }
             Err(e) => {
                 self.counters.malformed += 1;
@@ -551,9 +560,9 @@ impl<E: Engine> Driver<E> {
                 received = socket.recv(&mut buf) => {
                     let mut next = Some(received?);
                     let mut count = 0;
-                    while let Some((len, src)) = next.take() {
-                        let bytes = buf.get(..len).unwrap_or(&buf);
-                        self.handle_datagram(now(), bytes, src);
+                    while let Some(datagram) = next.take() {
+                        let bytes = buf.get(..datagram.len).unwrap_or(&buf);
+                        self.handle_received(now(), bytes, datagram);
                         count += 1;
                         if count >= DATAGRAMS_PER_WAKEUP {
                             break;

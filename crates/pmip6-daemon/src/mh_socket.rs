@@ -2,12 +2,13 @@
 //!
 //! The kernel computes the checksum of what we send and verifies the checksum of what we
 //! receive (`IPV6_CHECKSUM` at offset 4, RFC 6275 §6.1.1), so messages are emitted with a zero
-//! checksum and a received message with a bad checksum never reaches us.
+//! checksum and a received message with a bad checksum never reaches us. Each received
+//! datagram comes with the address it was sent to (`IPV6_PKTINFO`) and its hop limit
+//! (`IPV6_HOPLIMIT`), which the driver hands on.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use pmip6_wire::Message;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -73,6 +74,22 @@ impl MhSocket {
                 };
             }
         }
+        let on: libc::c_int = 1;
+        for option in [libc::IPV6_RECVPKTINFO, libc::IPV6_RECVHOPLIMIT] {
+            // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    option,
+                    (&raw const on).cast(),
+                    socklen_of::<libc::c_int>(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::V6(SocketAddrV6::new(local, 0, 0, 0)).into())?;
         // SAFETY: a `socket2::Socket` owns its descriptor, which stays open and the same until
@@ -86,17 +103,16 @@ impl MhSocket {
         self.local
     }
 
-    /// Receives one datagram without waiting: its length and source address, or
-    /// `WouldBlock`.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, Ipv6Addr)> {
-        recv_from(self.fd.get_ref(), buf)
+    /// Receives one datagram without waiting, or `WouldBlock`.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<MhDatagram> {
+        recv_with_info(self.fd.get_ref().as_raw_fd(), buf, self.local)
     }
 
-    /// Waits for one datagram: its length and source address.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Ipv6Addr)> {
+    /// Waits for one datagram.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<MhDatagram> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| recv_from(fd.get_ref(), buf)) {
+            match guard.try_io(|fd| recv_with_info(fd.get_ref().as_raw_fd(), buf, self.local)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -129,13 +145,94 @@ fn socklen_of<T>() -> libc::socklen_t {
     libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
 }
 
-fn recv_from(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Ipv6Addr)> {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the kernel only writes into the
-    // buffer; initialised octets stay initialised.
-    let uninit = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
-    let (len, addr) = socket.recv_from(uninit)?;
-    match addr.as_socket() {
-        Some(SocketAddr::V6(v6)) => Ok((len, *v6.ip())),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "datagram without an IPv6 source")),
+/// One received datagram: its length in the buffer and what the kernel said of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MhDatagram {
+    /// Octets read into the buffer.
+    pub len: usize,
+    /// The source address (the peer).
+    pub src: Ipv6Addr,
+    /// The destination address (`IPV6_PKTINFO`; the bound address when the kernel gave none).
+    pub dst: Ipv6Addr,
+    /// The hop limit it arrived with (`IPV6_HOPLIMIT`), when the kernel gave it.
+    pub hop_limit: Option<u8>,
+}
+
+fn recv_with_info(fd: RawFd, buf: &mut [u8], bound: Ipv6Addr) -> io::Result<MhDatagram> {
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = [0u64; 16];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut addr).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_in6>();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    // SAFETY: every pointer in `msg` refers to a live buffer of the length given beside it.
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, 0) };
+    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    if addr.sin6_family != libc::AF_INET6 as libc::sa_family_t {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "datagram without an IPv6 source"));
+    }
+    let mut datagram = MhDatagram { len, src: Ipv6Addr::from(addr.sin6_addr.s6_addr), dst: bound, hop_limit: None };
+    // SAFETY: `msg` was filled in by recvmsg; the CMSG macros walk its control buffer within
+    // `msg_controllen`; an IPV6_PKTINFO message carries one in6_pktinfo and an IPV6_HOPLIMIT
+    // message one int, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 {
+                match (*cmsg).cmsg_type {
+                    libc::IPV6_PKTINFO => {
+                        let info: libc::in6_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                        datagram.dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                    }
+                    libc::IPV6_HOPLIMIT => {
+                        let value: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                        datagram.hop_limit = u8::try_from(value).ok();
+                    }
+                    _ => {}
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+    }
+    Ok(datagram)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmip6_wire::{BindingUpdate, BuFlags, ParseConfig};
+
+    /// As root (CI is): a message over loopback arrives with its destination and hop limit.
+    #[test]
+    fn a_received_datagram_carries_its_destination_and_hop_limit() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "raw sockets need root (CI runs as root); not skipped");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            // A namespace of our own is not needed: ::1 in the test's namespace, protocol 135.
+            let socket = MhSocket::bind(Ipv6Addr::LOCALHOST).expect("a Mobility Header socket on ::1");
+            let message = Message::BindingUpdate(BindingUpdate {
+                sequence: 7,
+                flags: BuFlags::A | BuFlags::P,
+                lifetime: 1,
+                options: Vec::new(),
+            });
+            socket.send(&message, Ipv6Addr::LOCALHOST).await.expect("sent");
+            let mut buf = vec![0u8; RECEIVE_BUFFER];
+            let datagram = tokio::time::timeout(std::time::Duration::from_secs(2), socket.recv(&mut buf))
+                .await
+                .expect("received in time")
+                .expect("received");
+            assert_eq!((datagram.src, datagram.dst), (Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST));
+            assert!(datagram.hop_limit.is_some_and(|h| h > 0), "{datagram:?}");
+            let parsed = Message::parse(&buf[..datagram.len], &ParseConfig::default()).expect("parses");
+            assert_eq!(parsed, message);
+        });
     }
 }

@@ -102,7 +102,9 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<LoadReport> {
         // Read every answer waiting.
         loop {
             match socket.try_recv(&mut buf) {
-                Ok((len, _src)) => answer(buf.get(..len).unwrap_or(&[]), &mut outstanding, &mut latencies, &mut report),
+                Ok(datagram) => {
+                    answer(buf.get(..datagram.len).unwrap_or(&[]), &mut outstanding, &mut latencies, &mut report)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e).context("receiving"),
             }
@@ -121,8 +123,8 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<LoadReport> {
         };
         let wait = due.saturating_duration_since(Instant::now()).max(Duration::from_micros(200));
         if let Ok(received) = tokio::time::timeout(wait, socket.recv(&mut buf)).await {
-            let (len, _src) = received.context("receiving")?;
-            answer(buf.get(..len).unwrap_or(&[]), &mut outstanding, &mut latencies, &mut report);
+            let datagram = received.context("receiving")?;
+            answer(buf.get(..datagram.len).unwrap_or(&[]), &mut outstanding, &mut latencies, &mut report);
         }
     }
     let offering = start.elapsed().min(config.duration.max(Duration::from_millis(1)));
