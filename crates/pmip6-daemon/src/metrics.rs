@@ -45,6 +45,9 @@ pub struct Metrics {
     registry: Registry,
     /// Mobility Header datagrams read.
     pub datagrams_received: Counter,
+    /// Mobility Header datagrams the kernel dropped because the socket's buffer was full: load
+    /// shed past capacity (`SO_RXQ_OVFL`).
+    pub datagrams_shed: Counter,
     /// Mobility Header messages received, by message type.
     pub messages_received: Family<Label, Counter>,
     /// Proxy Binding Updates received (LMA).
@@ -103,6 +106,7 @@ impl Metrics {
         let mut m = Self {
             registry: Registry::with_prefix("pmip6"),
             datagrams_received: Counter::default(),
+            datagrams_shed: Counter::default(),
             messages_received: Family::default(),
             pbu_received: Counter::default(),
             messages_sent: Family::default(),
@@ -128,6 +132,11 @@ impl Metrics {
         };
         let r = &mut m.registry;
         r.register("datagrams_received", "Mobility Header datagrams read", m.datagrams_received.clone());
+        r.register(
+            "datagrams_shed",
+            "Mobility Header datagrams the kernel dropped with the socket buffer full",
+            m.datagrams_shed.clone(),
+        );
         r.register("messages_received", "Mobility Header messages received, by type", m.messages_received.clone());
         r.register("pbu_received", "Proxy Binding Updates received", m.pbu_received.clone());
         r.register("messages_sent", "Messages sent, by type", m.messages_sent.clone());

@@ -75,16 +75,17 @@ impl MhSocket {
             }
         }
         let on: libc::c_int = 1;
-        for option in [libc::IPV6_RECVPKTINFO, libc::IPV6_RECVHOPLIMIT] {
+        // The destination and hop limit of each datagram, and the kernel's count of datagrams
+        // it dropped because the receive buffer was full (load shed past capacity).
+        let options = [
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT),
+            (libc::SOL_SOCKET, libc::SO_RXQ_OVFL),
+        ];
+        for (level, option) in options {
             // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
             let rc = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IPV6,
-                    option,
-                    (&raw const on).cast(),
-                    socklen_of::<libc::c_int>(),
-                )
+                libc::setsockopt(socket.as_raw_fd(), level, option, (&raw const on).cast(), socklen_of::<libc::c_int>())
             };
             if rc != 0 {
                 return Err(io::Error::last_os_error());
@@ -156,6 +157,9 @@ pub struct MhDatagram {
     pub dst: Ipv6Addr,
     /// The hop limit it arrived with (`IPV6_HOPLIMIT`), when the kernel gave it.
     pub hop_limit: Option<u8>,
+    /// Datagrams the kernel has dropped on this socket so far because its buffer was full
+    /// (`SO_RXQ_OVFL`, a running count), when the kernel gave it.
+    pub dropped: Option<u32>,
 }
 
 fn recv_with_info(fd: RawFd, buf: &mut [u8], bound: Ipv6Addr) -> io::Result<MhDatagram> {
@@ -177,13 +181,17 @@ fn recv_with_info(fd: RawFd, buf: &mut [u8], bound: Ipv6Addr) -> io::Result<MhDa
     if addr.sin6_family != libc::AF_INET6 as libc::sa_family_t {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "datagram without an IPv6 source"));
     }
-    let mut datagram = MhDatagram { len, src: Ipv6Addr::from(addr.sin6_addr.s6_addr), dst: bound, hop_limit: None };
+    let src = Ipv6Addr::from(addr.sin6_addr.s6_addr);
+    let mut datagram = MhDatagram { len, src, dst: bound, hop_limit: None, dropped: None };
     // SAFETY: `msg` was filled in by recvmsg; the CMSG macros walk its control buffer within
-    // `msg_controllen`; an IPV6_PKTINFO message carries one in6_pktinfo and an IPV6_HOPLIMIT
-    // message one int, read unaligned.
+    // `msg_controllen`; an IPV6_PKTINFO message carries one in6_pktinfo, an IPV6_HOPLIMIT
+    // message one int and an SO_RXQ_OVFL message one u32, each read unaligned.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
+                datagram.dropped = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>()));
+            }
             if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 {
                 match (*cmsg).cmsg_type {
                     libc::IPV6_PKTINFO => {

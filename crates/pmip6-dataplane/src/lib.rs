@@ -7,10 +7,10 @@
 //! - [`routing`]: tunnels, per-prefix routes, per-MAG routing tables selected by `fwmark` rules at
 //!   the LMA, source routes into the tunnel at a MAG — all through rtnetlink, tagged with our
 //!   route protocol so that a restart finds what a previous run left and nothing else is ever
-//!   touched. Tunnels are seg6 lightweight tunnels where the kernel has them, else
-//!   ([`tunnel`]) one TUN device per peer and a raw protocol-41 socket forwarding in user space
-//!   (kernels built without `CONFIG_IPV6_SEG6_LWTUNNEL`, ip6tnl, sit or gre, such as the one the
-//!   tests run on);
+//!   touched. Tunnels are ip6tnl devices where the kernel has them (kernel forwarding both
+//!   ways), else seg6 lightweight tunnels, else ([`tunnel`]) one TUN device per peer and a raw
+//!   protocol-41 socket forwarding in user space (kernels built without ip6_tunnel,
+//!   `CONFIG_IPV6_SEG6_LWTUNNEL`, sit or gre, such as the one the tests run on);
 //! - [`steering`]: the nftables flow map (`learn` and `map` modes) applied in-process through
 //!   libnftables, one transaction per engine batch;
 //! - [`nfqueue`]: the NFQUEUE side of `learn` and `nfqueue` modes (a packet's verdict carries the

@@ -5,37 +5,67 @@
 //!
 //! Everything it creates carries the route/rule protocol [`RoutingConfig::protocol`]; a restart
 //! ([`Routing::open`]) removes whatever a previous run left with that protocol, and
-//! [`Routing::close`] removes all of it. Nothing without our protocol is ever touched, with two
-//! exceptions: the kernel's `lookup local` rule at priority 0 (seg6 only, see *Decapsulation*)
-//! and the TUN devices `p6t<slot>` of the tun backend, which carry no protocol but are ours by
-//! construction (created exclusively, never persistent: the kernel removes each, with every
-//! route through it, when its descriptor closes — at tunnel removal, close, drop or a crash).
+//! [`Routing::close`] removes all of it. Nothing without our protocol is ever touched, with
+//! three exceptions: the kernel's `lookup local` rule at priority 0 (seg6 only, see
+//! *Decapsulation*); the TUN devices `p6t<slot>` of the tun backend, which carry no protocol but
+//! are ours by construction (created exclusively, never persistent: the kernel removes each, with
+//! every route through it, when its descriptor closes — at tunnel removal, close, drop or a
+//! crash); and the ip6tnl devices `p6i<slot>` (and the probe `p6iprobe`) of the ip6tnl backend,
+//! which outlive the process: a device is ours when its name starts with `p6i` *and* its kind is
+//! `ip6tnl`, and [`Routing::open`] and [`Routing::close`] delete every such device (any other
+//! device, whatever its name or kind, is never touched).
 //!
-//! Two tunnel backends (DESIGN.md, "Data plane on Linux"), both IPv6-in-IPv6 on the wire (next
+//! Three tunnel backends (DESIGN.md, "Data plane on Linux"), all IPv6-in-IPv6 on the wire (next
 //! header 41, RFC 2473) between `local` and the peer:
 //!
-//! | what | seg6 | tun |
-//! |---|---|---|
-//! | decapsulation | route `local/128 encap seg6local action End.DT6 table 254 dev D` in table `table_base`, rule `to local/128 ipproto 41 lookup table_base` at priority 0 before the `local` rule ([`Routing::open`]) | none in the kernel: the forwarder's raw socket ([`crate::tunnel`]) |
-//! | `ipproto 41 lookup main` (LMA) | priority `rule_priority` ([`Routing::open`]) | none: user space sends the outer packet, unmarked |
-//! | per-peer table `T(peer)` = `table_base + 1 + slot` (`Tunnel`) | `default encap seg6 mode encap.red segs <peer> dev D` | `default dev p6t<slot>` |
-//! | rule `fwmark T(peer) lookup T(peer)` (LMA; the mark equals the table number), priority `rule_priority + 1` (`Tunnel`) | same | same |
-//! | main-table route (LMA, `PrefixToTunnel`) | `prefix encap seg6 mode encap.red segs <MAG> dev D` | `prefix dev p6t<slot>` |
-//! | main-table route (MAG, `PrefixToAccess`) | `prefix dev <access> [via next_hop]` | same |
-//! | rule `from prefix iif <access> lookup T(LMA)` (MAG, `SourceRouteToTunnel`), priority `rule_priority + 1` | same | same |
+//! | what | ip6tnl | seg6 | tun |
+//! |---|---|---|---|
+//! | device per peer (`Tunnel`) | `p6i<slot>`: `ip6tnl mode ip6ip6 local <local> remote <peer> encaplimit none`, MTU `tunnel_mtu`, up | none | `p6t<slot>`: TUN, MTU `tunnel_mtu`, up |
+//! | decapsulation | the kernel's ip6tnl, for packets from `remote` to `local` of a device that is up: no route, no rule | route `local/128 encap seg6local action End.DT6 table 254 dev D` in table `table_base`, rule `to local/128 ipproto 41 lookup table_base` at priority 0 before the `local` rule ([`Routing::open`]) | none in the kernel: the forwarder's raw socket ([`crate::tunnel`]) |
+//! | `ipproto 41 lookup main` (LMA) | none: the outer packet is routed with the device's own fwmark (0), not the inner packet's | priority `rule_priority` ([`Routing::open`]) | none: user space sends the outer packet, unmarked |
+//! | per-peer table `T(peer)` = `table_base + 1 + slot` (`Tunnel`) | `default dev p6i<slot>` | `default encap seg6 mode encap.red segs <peer> dev D` | `default dev p6t<slot>` |
+//! | rule `fwmark T(peer) lookup T(peer)` (LMA; the mark equals the table number), priority `rule_priority + 1` (`Tunnel`) | same | same | same |
+//! | main-table route (LMA, `PrefixToTunnel`) | `prefix dev p6i<slot>` | `prefix encap seg6 mode encap.red segs <MAG> dev D` | `prefix dev p6t<slot>` |
+//! | main-table route (MAG, `PrefixToAccess`) | `prefix dev <access> [via next_hop]` | same | same |
+//! | rule `from prefix iif <access> lookup T(LMA)` (MAG, `SourceRouteToTunnel`), priority `rule_priority + 1` | same | same | same |
+//! | after a crash | devices and the routes through them stay; the next [`Routing::open`] deletes them | routes and rules stay until the next open | the devices and their routes go with the process; rules stay until the next open |
 //!
 //! `D` is the device of the kernel's route to the peer (for the decapsulation route: the device
 //! holding `local`).
 //!
 //! # Choosing a backend
 //!
-//! [`TunnelBackend::Auto`] probes once, in [`Routing::open`]: it adds a seg6 encapsulation route
-//! to our table `table_base` and deletes it again. Success picks seg6, `EOPNOTSUPP` (a kernel
-//! without `CONFIG_IPV6_SEG6_LWTUNNEL`) picks tun. The tun backend exists because kernels are
-//! found with no kernel tunnel at all — no seg6 lightweight tunnels, no ip6tnl, sit, gre or
-//! fou — but with `/dev/net/tun` and raw sockets. [`TunnelBackend::Ip6tnl`] returns
-//! [`RoutingError::Unsupported`] (not implemented yet). [`Routing::backend`] tells which one
-//! runs.
+//! [`TunnelBackend::Auto`] probes once, in [`Routing::open`], fastest first:
+//! 1. ip6tnl: it creates the ip6tnl device `p6iprobe` (`local` to `::`, never up, so it receives
+//!    nothing) and deletes it again. Success picks ip6tnl; `EOPNOTSUPP` (iproute2's "Unknown
+//!    device type": a kernel without `CONFIG_IPV6_TUNNEL`) goes on.
+//! 2. seg6: it adds a seg6 encapsulation route to our table `table_base` and deletes it again.
+//!    Success picks seg6, `EOPNOTSUPP` (a kernel without `CONFIG_IPV6_SEG6_LWTUNNEL`) picks tun.
+//!
+//! The tun backend exists because kernels are found with no kernel tunnel at all — no seg6
+//! lightweight tunnels, no ip6tnl, sit, gre or fou — but with `/dev/net/tun` and raw sockets.
+//! An explicit [`TunnelBackend::Ip6tnl`] or [`TunnelBackend::Seg6`] on a kernel without it
+//! fails in [`Routing::open`] with [`RoutingError::Unsupported`] naming the missing kernel
+//! option. [`Routing::backend`] tells which one runs.
+//!
+//! # The ip6tnl backend
+//!
+//! The fastest: the kernel forwards both ways, and the device's MTU makes the kernel send Packet
+//! Too Big to the inner source (RFC 2473 §7). One device per tunnel peer, made with rtnetlink's
+//! [`LinkIp6Tnl`] exactly as `ip link add p6i<slot> type ip6tnl mode ip6ip6 local <local> remote
+//! <peer> encaplimit none` makes it (the same `IFLA_INFO_DATA` attributes, checked against a
+//! capture of iproute2's request in the unit tests): protocol 41 only, hop limit 64 (iproute2's
+//! default), and `IP6_TNL_F_IGN_ENCAP_LIMIT`, so that no Tunnel Encapsulation Limit option is
+//! inserted (RFC 2473 §4.1.1; PMIPv6 peers do not expect one — without the flag the kernel adds
+//! one). Address generation is turned off before the device is up (`addr_gen_mode` 1: no
+//! link-local address, so no ND or MLD into the tunnel), as with tun. The routes of tun point at
+//! the ip6tnl device instead; there is no forwarder and no decapsulation route or rule: the
+//! kernel's ip6tnl takes every protocol-41 packet from `remote` to `local` (RFC 5213 §5.6.1,
+//! §6.10.1: only from a tunnel peer — a packet from any other source matches none of our
+//! devices and is not decapsulated by us) and hands the inner packet to the stack as received
+//! on the device. The outer packet is routed with the device's own fwmark (0, not
+//! `IP6_TNL_F_USE_ORIG_FWMARK`), so a steered packet's mark cannot send it back into the tunnel. Removing a
+//! tunnel deletes its device, and with it every route through it.
 //!
 //! # The seg6 backend
 //!
@@ -87,7 +117,9 @@ use futures_util::stream::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::IpProtocol;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::link::{
+    InfoKind, Ip6TunnelFlags, LinkAttribute, LinkInfo, LinkMessage, TunnelEncapFlags, TunnelEncapType,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteLwTunnelEncap, RouteMessage, RouteProtocol,
     RouteScope, RouteType, RouteVia, Seg6Header, Seg6Mode,
@@ -97,7 +129,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use pmip6_engine::{Intent, InterfaceId, Resource};
 use pmip6_wire::Prefix;
 use rtnetlink::Handle;
-use rtnetlink::LinkUnspec;
+use rtnetlink::{LinkIp6Tnl, LinkUnspec};
 
 use crate::tunnel::{self, Forwarder, TunnelCounters};
 
@@ -113,6 +145,22 @@ pub const MAX_TUNNELS: u32 = 0x1000;
 const PRIORITY_DECAP: u32 = 0;
 /// The priority of the temporary `lookup local` rule used while the local rule is re-added.
 const PRIORITY_LOCAL_BACKUP: u32 = 1;
+/// The prefix of the ip6tnl backend's device names; the tunnel slot follows (`p6i0`, `p6i1`,
+/// ...). A device is ours when its name starts with it and its kind is `ip6tnl`.
+pub const IP6TNL_DEVICE_PREFIX: &str = "p6i";
+/// The ip6tnl device [`Routing::open`] creates and deletes to learn whether the kernel has ip6tnl.
+const IP6TNL_PROBE: &str = "p6iprobe";
+/// The hop limit of the outer header: iproute2's default for ip6tnl (`DEFAULT_TNL_HOP_LIMIT`).
+const IP6TNL_HOP_LIMIT: u8 = 64;
+/// The encapsulation limit iproute2 sends with `encaplimit none` (`IPV6_DEFAULT_TNL_ENCAP_LIMIT`);
+/// the kernel ignores it because of `IP6_TNL_F_IGN_ENCAP_LIMIT`.
+const IP6TNL_ENCAP_LIMIT: u8 = 4;
+
+/// The name of the ip6tnl device of tunnel `slot`: `p6i<slot>`, at most 13 octets for any
+/// `u32` (IFNAMSIZ is 16 with the terminating NUL).
+fn ip6tnl_device_name(slot: u32) -> String {
+    format!("{IP6TNL_DEVICE_PREFIX}{slot}")
+}
 
 /// Which end of the tunnels we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,20 +172,23 @@ pub enum Role {
     Mag,
 }
 
-/// How IPv6-in-IPv6 tunnels are built (DESIGN.md, "Data plane on Linux").
+/// How IPv6-in-IPv6 tunnels are built (DESIGN.md, "Data plane on Linux"; the module docs
+/// compare them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TunnelBackend {
-    /// seg6 when the kernel has seg6 lightweight tunnels (probed once by [`Routing::open`]),
-    /// else tun.
+    /// The fastest the kernel has, probed once by [`Routing::open`]: ip6tnl when the kernel can
+    /// create an ip6tnl device, else seg6 when it has seg6 lightweight tunnels, else tun.
     #[default]
     Auto,
-    /// seg6 lightweight tunnels: `encap seg6 mode encap.red` and `seg6local End.DT6`.
+    /// seg6 lightweight tunnels: `encap seg6 mode encap.red` and `seg6local End.DT6`. Needs
+    /// `CONFIG_IPV6_SEG6_LWTUNNEL`.
     Seg6,
     /// A TUN device per peer and a raw socket on protocol 41, forwarded in user space
     /// ([`crate::tunnel`]): works on any kernel with `/dev/net/tun`.
     Tun,
-    /// ip6tnl devices: not implemented yet, [`Routing::open`] returns
-    /// [`RoutingError::Unsupported`].
+    /// An ip6tnl device `p6i<slot>` per peer (`mode ip6ip6`, `encaplimit none`): the kernel
+    /// encapsulates and decapsulates, both ways. Needs `CONFIG_IPV6_TUNNEL` (the `ip6_tunnel`
+    /// module); without it [`Routing::open`] returns [`RoutingError::Unsupported`].
     Ip6tnl,
 }
 
@@ -160,10 +211,10 @@ pub struct RoutingConfig {
     /// The route and rule protocol that marks ours, e.g. `0x9d`. Not 0–4, which the kernel and
     /// the system's own routes use.
     pub protocol: u8,
-    /// The MTU of the tun backend's devices: the MTU of the path to the peers less the 40
-    /// octets of the outer header ([`RoutingConfig::DEFAULT_TUNNEL_MTU`] for 1500-octet links),
-    /// so that the kernel sends Packet Too Big for inner packets that would not fit (RFC 2473
-    /// §7). At least 1280 (RFC 8200 §5). Unused by seg6.
+    /// The MTU of the tun and ip6tnl backends' devices: the MTU of the path to the peers less
+    /// the 40 octets of the outer header ([`RoutingConfig::DEFAULT_TUNNEL_MTU`] for 1500-octet
+    /// links), so that the kernel sends Packet Too Big for inner packets that would not fit
+    /// (RFC 2473 §7). At least 1280 (RFC 8200 §5). Unused by seg6.
     pub tunnel_mtu: u32,
 }
 
@@ -177,6 +228,31 @@ impl RoutingConfig {
         m.header.scope = RouteScope::Link;
         m.attributes.push(RouteAttribute::Oif(oif));
         m
+    }
+
+    /// `ip link add <name> mtu <tunnel_mtu> type ip6tnl mode ip6ip6 local <local> remote <remote>
+    /// encaplimit none`, attribute for attribute as iproute2 sends it (the unit tests compare
+    /// with a capture), not up.
+    fn ip6tnl_link(&self, name: &str, remote: Ipv6Addr) -> LinkMessage {
+        LinkIp6Tnl::new(name)
+            .mode(IpProtocol::Ipv6)
+            .local(self.local)
+            .remote(remote)
+            .ttl(IP6TNL_HOP_LIMIT)
+            .encap_limit(IP6TNL_ENCAP_LIMIT)
+            .flowinfo_raw(0)
+            // RFC 2473 §4.1.1: no Tunnel Encapsulation Limit option; PMIPv6 peers do not expect
+            // one. Without this flag the kernel inserts one.
+            .ipv6_flags(Ip6TunnelFlags::IgnEncapLimit)
+            .dev(0)
+            .fwmark(0)
+            .encap_type(TunnelEncapType::None)
+            .encap_flags(TunnelEncapFlags::CSum6)
+            .encap_sport(0)
+            .encap_dport(0)
+            // RFC 2473 §7: inner packets that do not fit get Packet Too Big from the kernel.
+            .mtu(self.tunnel_mtu)
+            .build()
     }
 
     /// `from prefix iif name lookup table`.
@@ -391,7 +467,7 @@ pub struct KernelState {
 }
 
 /// One tunnel: its table slot and the device of its routes (seg6: the device towards the peer;
-/// tun: the peer's TUN device).
+/// tun: the peer's TUN device; ip6tnl: the peer's ip6tnl device).
 #[derive(Debug, Clone, Copy)]
 struct Tunnel {
     slot: u32,
@@ -402,7 +478,8 @@ struct Tunnel {
 #[derive(Debug)]
 pub struct Routing {
     config: RoutingConfig,
-    /// The backend in use: [`TunnelBackend::Seg6`] or [`TunnelBackend::Tun`], never `Auto`.
+    /// The backend in use: [`TunnelBackend::Ip6tnl`], [`TunnelBackend::Seg6`] or
+    /// [`TunnelBackend::Tun`], never `Auto`.
     backend: TunnelBackend,
     handle: Handle,
     connection: tokio::task::JoinHandle<()>,
@@ -412,14 +489,15 @@ pub struct Routing {
     /// The interface name of each source rule, by (prefix, interface, peer).
     source_rules: BTreeMap<(Prefix, InterfaceId, Ipv6Addr), String>,
     previous_tunnel_source: Ipv6Addr,
-    /// The tun backend's packet path; `None` with seg6.
+    /// The tun backend's packet path; `None` with seg6 and ip6tnl.
     forwarder: Option<Forwarder>,
 }
 
 impl Drop for Routing {
     fn drop(&mut self) {
         // Dropped without close (a crash, in effect): the kernel state stays for the next open(),
-        // except the TUN devices, which go with the forwarder's tasks (and their routes with them).
+        // ip6tnl devices included, except the TUN devices, which go with the forwarder's tasks
+        // (and their routes with them).
         self.connection.abort();
     }
 }
@@ -451,6 +529,22 @@ fn ignore_missing(r: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Erro
     }
 }
 
+/// Whether `link` is an ip6tnl device of ours: named `p6i…` and of kind `ip6tnl`.
+fn is_our_ip6tnl(link: &LinkMessage) -> bool {
+    let mut named = false;
+    let mut ip6tnl = false;
+    for attribute in &link.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => named = name.starts_with(IP6TNL_DEVICE_PREFIX),
+            LinkAttribute::LinkInfo(infos) => {
+                ip6tnl = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Ip6Tnl)));
+            }
+            _ => {}
+        }
+    }
+    named && ip6tnl
+}
+
 /// The prefix with its host bits cleared; bad lengths are an error, never a panic.
 fn masked(prefix: Prefix) -> Result<Prefix, RoutingError> {
     if prefix.len > 128 {
@@ -470,9 +564,6 @@ impl Routing {
     /// running (not be blocked) for packets to flow.
     pub async fn open(config: RoutingConfig) -> Result<Routing, RoutingError> {
         config.check()?;
-        if config.backend == TunnelBackend::Ip6tnl {
-            return Err(RoutingError::Unsupported("the ip6tnl backend is not implemented; use seg6 or tun".into()));
-        }
         let (connection, handle, _) = rtnetlink::new_connection()
             .map_err(|source| RoutingError::Io { what: "rtnetlink socket".into(), source })?;
         let connection = tokio::spawn(connection);
@@ -488,9 +579,26 @@ impl Routing {
             forwarder: None,
         };
         routing.remove_ours().await?;
-        if routing.backend == TunnelBackend::Auto {
-            routing.backend = if routing.seg6_supported().await? { TunnelBackend::Seg6 } else { TunnelBackend::Tun };
+        match routing.backend {
+            TunnelBackend::Auto => {
+                routing.backend = if routing.ip6tnl_supported().await? {
+                    TunnelBackend::Ip6tnl
+                } else if routing.seg6_supported().await? {
+                    TunnelBackend::Seg6
+                } else {
+                    TunnelBackend::Tun
+                };
+            }
+            TunnelBackend::Ip6tnl if !routing.ip6tnl_supported().await? => {
+                return Err(RoutingError::Unsupported(
+                    "this kernel has no ip6tnl devices (CONFIG_IPV6_TUNNEL, the ip6_tunnel module): creating \
+                     an ip6tnl link failed with EOPNOTSUPP (\"Unknown device type\"); use the seg6 or tun backend"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
+        tracing::info!(backend = ?routing.backend, "tunnel backend");
         if routing.backend == TunnelBackend::Seg6 {
             routing.previous_tunnel_source = genl::tunnel_source()
                 .map_err(|source| RoutingError::Io { what: "reading the seg6 tunnel source".into(), source })?;
@@ -507,6 +615,33 @@ impl Routing {
             return Err(e);
         }
         Ok(routing)
+    }
+
+    /// Whether the kernel has ip6tnl devices: creates the ip6tnl device `p6iprobe` (from `local`
+    /// to `local`, never up, so it neither sends nor receives) and deletes it again.
+    /// `EOPNOTSUPP` is the kernel's answer for an unknown link kind (iproute2 prints "Unknown
+    /// device type").
+    async fn ip6tnl_supported(&self) -> Result<bool, RoutingError> {
+        let probe = self.config.ip6tnl_link(IP6TNL_PROBE, self.config.local);
+        match self.handle.link().add(probe).execute().await {
+            Ok(()) => {
+                let index = self.link_index(IP6TNL_PROBE).await?;
+                self.del_link(index, "removing the ip6tnl probe device").await?;
+                Ok(true)
+            }
+            Err(e) if errno(&e) == Some(libc::EOPNOTSUPP) => {
+                tracing::info!("no ip6tnl in this kernel (CONFIG_IPV6_TUNNEL)");
+                Ok(false)
+            }
+            // Ours were removed before the probe: this one is someone else's, or an ip6tnl
+            // device with the probe's end points exists.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Err(netlink(format!(
+                "probing for ip6tnl: a device named {IP6TNL_PROBE} or an ip6tnl device from {local} to itself \
+                 exists and is not ours",
+                local = self.config.local
+            ))(e)),
+            Err(e) => Err(netlink("probing for ip6tnl")(e)),
+        }
     }
 
     /// Whether the kernel has seg6 lightweight tunnels: adds a seg6 encapsulation route to our
@@ -531,6 +666,10 @@ impl Routing {
     async fn install_fixed(&mut self) -> Result<(), RoutingError> {
         let local = self.config.local;
         let device = self.device_of_address(local).await?;
+        if self.backend == TunnelBackend::Ip6tnl {
+            // Nothing fixed: the kernel's ip6tnl decapsulates, each tunnel brings its device.
+            return self.enable_forwarding();
+        }
         if self.backend == TunnelBackend::Tun {
             self.enable_forwarding()?;
             let forwarder = Forwarder::start(local)
@@ -630,8 +769,10 @@ impl Routing {
                 // tunnel to the MAG of its binding.
                 let prefix = masked(prefix)?;
                 let route = match (self.backend, self.tunnels.get(&peer)) {
-                    (TunnelBackend::Tun, Some(t)) => self.config.device_route(TABLE_MAIN, prefix, t.oif),
-                    (TunnelBackend::Tun, None) => return Err(RoutingError::NoTunnel(peer)),
+                    (TunnelBackend::Tun | TunnelBackend::Ip6tnl, Some(t)) => {
+                        self.config.device_route(TABLE_MAIN, prefix, t.oif)
+                    }
+                    (TunnelBackend::Tun | TunnelBackend::Ip6tnl, None) => return Err(RoutingError::NoTunnel(peer)),
                     (_, Some(t)) => self.config.encap_route(TABLE_MAIN, prefix, peer, t.oif),
                     (_, None) => self.config.encap_route(TABLE_MAIN, prefix, peer, self.device_towards(peer).await?),
                 };
@@ -666,15 +807,17 @@ impl Routing {
                 // delete, so the match is ours).
                 let prefix = masked(prefix)?;
                 let protocol = RouteProtocol::from(self.config.protocol);
-                // tun: the route into the peer's device; none left when the device is gone.
+                // tun, ip6tnl: the route into the peer's device; none left when the device is gone.
                 let device = self.tunnels.get(&peer).map(|t| t.oif);
-                if self.backend == TunnelBackend::Tun && device.is_none() {
+                if self.has_devices() && device.is_none() {
                     return Ok(());
                 }
                 for route in self.dump_routes().await? {
                     let entry = route_entry(&route);
                     let into_peer = match self.backend {
-                        TunnelBackend::Tun => entry.kind == RouteKind::OnLink && entry.oif == device,
+                        TunnelBackend::Tun | TunnelBackend::Ip6tnl => {
+                            entry.kind == RouteKind::OnLink && entry.oif == device
+                        }
                         _ => matches!(&entry.kind, RouteKind::Seg6Encap { segments, .. } if segments == &[peer]),
                     };
                     if route.header.protocol == protocol
@@ -727,6 +870,12 @@ impl Routing {
                 None => self.create_device(peer, slot).await?,
             };
             (oif, self.config.device_route(table, Prefix::ALL_ZERO, oif))
+        } else if self.backend == TunnelBackend::Ip6tnl {
+            let oif = match existing {
+                Some(t) => t.oif,
+                None => self.create_ip6tnl(peer, slot).await?,
+            };
+            (oif, self.config.device_route(table, Prefix::ALL_ZERO, oif))
         } else {
             let oif = self.device_towards(peer).await?;
             (oif, self.config.encap_route(table, Prefix::ALL_ZERO, peer, oif))
@@ -736,6 +885,10 @@ impl Routing {
                 && let Some(forwarder) = self.forwarder.as_mut()
             {
                 forwarder.remove(peer).await;
+            }
+            if existing.is_none() && self.backend == TunnelBackend::Ip6tnl {
+                // The first error is the one that matters.
+                let _ = self.del_link(oif, "removing the new ip6tnl device").await;
             }
             return Err(netlink("tunnel default route")(e));
         }
@@ -769,6 +922,41 @@ impl Routing {
         Ok(index)
     }
 
+    /// ip6tnl: creates the device `p6i<slot>` from `local` to `peer` (see the module docs),
+    /// turns address generation off (no ND or MLD into the tunnel), brings it up. Returns its
+    /// interface index; on any error the device is deleted again.
+    async fn create_ip6tnl(&self, peer: Ipv6Addr, slot: u32) -> Result<u32, RoutingError> {
+        let name = ip6tnl_device_name(slot);
+        let link = self.config.ip6tnl_link(&name, peer);
+        self.handle.link().add(link).execute().await.map_err(netlink(format!("creating the ip6tnl device {name}")))?;
+        let index = self.link_index(&name).await?;
+        let configured = async {
+            std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1").map_err(|source| {
+                RoutingError::Io { what: format!("turning address generation off on {name}"), source }
+            })?;
+            let up = LinkUnspec::new_with_index(index).up().build();
+            self.handle.link().set(up).execute().await.map_err(netlink(format!("setting {name} up")))
+        };
+        if let Err(e) = configured.await {
+            let _ = self.del_link(index, "removing the new ip6tnl device").await;
+            return Err(e);
+        }
+        Ok(index)
+    }
+
+    /// Deletes the link `index`; one that is already gone is no error.
+    async fn del_link(&self, index: u32, what: &str) -> Result<(), RoutingError> {
+        match self.handle.link().del(index).execute().await {
+            Err(e) if matches!(errno(&e), Some(libc::ENODEV | libc::ENOENT)) => Ok(()),
+            r => r.map_err(netlink(what)),
+        }
+    }
+
+    /// Whether tunnels are devices of their own (tun, ip6tnl) that the routes point at.
+    fn has_devices(&self) -> bool {
+        matches!(self.backend, TunnelBackend::Tun | TunnelBackend::Ip6tnl)
+    }
+
     async fn remove_tunnel(&mut self, peer: Ipv6Addr) -> Result<(), RoutingError> {
         let Some(tunnel) = self.tunnels.get(&peer).copied() else { return Ok(()) };
         let table = self.table(tunnel.slot);
@@ -782,17 +970,21 @@ impl Routing {
             }
         }
         self.source_rules.retain(|(_, _, p), _| *p != peer);
-        // Whatever is left in the table (the default route) goes with the tunnel; with tun also
-        // our routes into its device (the kernel would drop them with the device anyway).
-        let tun = self.backend == TunnelBackend::Tun;
+        // Whatever is left in the table (the default route) goes with the tunnel; with tun and
+        // ip6tnl also our routes into its device (the kernel would drop them with the device
+        // anyway).
+        let devices = self.has_devices();
         for route in self.dump_routes().await? {
-            let into_device = tun && route_entry(&route).oif == Some(tunnel.oif);
+            let into_device = devices && route_entry(&route).oif == Some(tunnel.oif);
             if (route_table(&route) == table || into_device) && route.header.protocol == protocol {
                 self.del_route(route, "tunnel route").await?;
             }
         }
         if let Some(forwarder) = self.forwarder.as_mut() {
             forwarder.release(peer);
+        }
+        if self.backend == TunnelBackend::Ip6tnl {
+            self.del_link(tunnel.oif, "removing the ip6tnl device").await?;
         }
         self.tunnels.remove(&peer);
         Ok(())
@@ -807,8 +999,8 @@ impl Routing {
         self.tunnels.get(&peer).map(|t| self.table(t.slot))
     }
 
-    /// The backend in use: [`TunnelBackend::Seg6`] or [`TunnelBackend::Tun`] (what `Auto`
-    /// picked).
+    /// The backend in use: [`TunnelBackend::Ip6tnl`], [`TunnelBackend::Seg6`] or
+    /// [`TunnelBackend::Tun`] (what `Auto` picked).
     pub fn backend(&self) -> TunnelBackend {
         self.backend
     }
@@ -818,18 +1010,20 @@ impl Routing {
         self.forwarder.as_ref().map(Forwarder::counters).unwrap_or_default()
     }
 
-    /// The TUN device of the tunnel to `peer` (tun backend); `None` with seg6 or without
-    /// such a tunnel.
+    /// The device of the tunnel to `peer`: its TUN device `p6t<slot>` (tun) or ip6tnl device
+    /// `p6i<slot>` (ip6tnl); `None` with seg6 or without such a tunnel.
     pub fn tunnel_device(&self, peer: Ipv6Addr) -> Option<String> {
-        if self.backend != TunnelBackend::Tun {
-            return None;
+        let slot = self.tunnels.get(&peer)?.slot;
+        match self.backend {
+            TunnelBackend::Tun => Some(tunnel::device_name(slot)),
+            TunnelBackend::Ip6tnl => Some(ip6tnl_device_name(slot)),
+            TunnelBackend::Seg6 | TunnelBackend::Auto => None,
         }
-        self.tunnels.get(&peer).map(|t| tunnel::device_name(t.slot))
     }
 
     /// Removes everything this `Routing` (or a previous run with the same protocol) made:
-    /// routes, rules, and with tun the forwarder's tasks, socket and devices; with seg6 it
-    /// restores the seg6 tunnel source found at open.
+    /// routes, rules, ip6tnl devices, and with tun the forwarder's tasks, socket and devices;
+    /// with seg6 it restores the seg6 tunnel source found at open.
     pub async fn close(mut self) -> Result<(), RoutingError> {
         let result = self.remove_ours().await;
         if let Some(forwarder) = self.forwarder.take() {
@@ -857,15 +1051,18 @@ impl Routing {
         rules.sort();
         let tunnel_source = match genl::tunnel_source() {
             Ok(source) => source,
-            // A kernel without seg6 at all has no tunnel source to report; tun needs none.
-            Err(_) if self.backend == TunnelBackend::Tun => Ipv6Addr::UNSPECIFIED,
+            // A kernel without seg6 at all has no tunnel source to report; tun and ip6tnl need
+            // none.
+            Err(_) if self.has_devices() => Ipv6Addr::UNSPECIFIED,
             Err(source) => return Err(RoutingError::Io { what: "reading the seg6 tunnel source".into(), source }),
         };
         Ok(KernelState { routes, rules, tunnel_source })
     }
 
-    /// Removes every route and rule with our protocol. A temporary local rule of ours is
-    /// removed last, and only once a `lookup local` rule at priority 0 exists again.
+    /// Removes every route and rule with our protocol and every ip6tnl device of ours (named
+    /// `p6i…` and of kind `ip6tnl`: whatever a crashed run of any backend left). A temporary
+    /// local rule of ours is removed last, and only once a `lookup local` rule at priority 0
+    /// exists again.
     async fn remove_ours(&mut self) -> Result<(), RoutingError> {
         let protocol = RouteProtocol::from(self.config.protocol);
         let rules = self.dump_rules().await?;
@@ -901,6 +1098,11 @@ impl Routing {
             if route.header.protocol == protocol {
                 self.del_route(route, "removing our route").await?;
             }
+        }
+        let links: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(netlink("dumping links"))?;
+        for link in links.iter().filter(|l| is_our_ip6tnl(l)) {
+            self.del_link(link.header.index, "removing our ip6tnl device").await?;
         }
         Ok(())
     }
@@ -1212,6 +1414,138 @@ mod tests {
         assert_eq!(attribute(&route, 21), 7u16.to_ne_bytes().to_vec(), "RTA_ENCAP_TYPE = LWTUNNEL_ENCAP_SEG6_LOCAL");
         assert_eq!(attribute(&route, 15), 0x7000u32.to_ne_bytes().to_vec(), "RTA_TABLE");
         assert_eq!(route.header.table, 0, "RT_TABLE_UNSPEC with RTA_TABLE, as iproute2");
+    }
+
+    /// The attributes of a netlink attribute stream, by type (flags masked off), in order.
+    fn attributes(mut rest: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        while rest.len() >= 4 {
+            let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+            let t = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+            assert!(len >= 4 && len <= rest.len(), "malformed attribute stream");
+            out.push((t, rest[4..len].to_vec()));
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+        out
+    }
+
+    /// The value of the one attribute of type `kind` in `list`.
+    fn only(list: &[(u16, Vec<u8>)], kind: u16) -> Vec<u8> {
+        let found: Vec<_> = list.iter().filter(|(t, _)| *t == kind).collect();
+        assert_eq!(found.len(), 1, "attribute {kind} in {list:?}");
+        found[0].1.clone()
+    }
+
+    /// `IFLA_LINKINFO` (18) → (`IFLA_INFO_KIND` (1), `IFLA_INFO_DATA` (2) as attributes sorted
+    /// by type) of the link attributes `link`.
+    fn link_info(link: &[(u16, Vec<u8>)]) -> (Vec<u8>, Vec<(u16, Vec<u8>)>) {
+        let info = attributes(&only(link, 18));
+        let mut data = attributes(&only(&info, 2));
+        data.sort();
+        (only(&info, 1), data)
+    }
+
+    /// The `RTM_NEWLINK` request of iproute2 6.1 for
+    /// `ip link add p6i0 type ip6tnl mode ip6ip6 local 2001:db8:ffff::1 remote 2001:db8:ffff::2
+    /// encaplimit none`, captured (on a kernel without ip6tnl, which refuses it after reading
+    /// it) with `strace -f -e trace=sendmsg -e write=3 -xx ip link add ...`: the 16-octet
+    /// `nlmsghdr`, the 16-octet `ifinfomsg`, then the attributes.
+    const IPROUTE2_IP6TNL_REQUEST: [u8; 192] = [
+        0xc0, 0x00, 0x00, 0x00, 0x10, 0x00, 0x05, 0x06, 0xc1, 0xb4, 0x16, 0x6b, 0x00, 0x00, 0x00, 0x00, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+        0x09, 0x00, 0x03, 0x00, 0x70, 0x36, 0x69, 0x30, 0x00, 0x00, 0x00, 0x00, 0x94, 0x00, 0x12, 0x00, //
+        0x0a, 0x00, 0x01, 0x00, 0x69, 0x70, 0x36, 0x74, 0x6e, 0x6c, 0x00, 0x00, 0x84, 0x00, 0x02, 0x00, //
+        0x05, 0x00, 0x09, 0x00, 0x29, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x20, 0x01, 0x0d, 0xb8, //
+        0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x14, 0x00, 0x03, 0x00, //
+        0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, //
+        0x05, 0x00, 0x04, 0x00, 0x40, 0x00, 0x00, 0x00, 0x05, 0x00, 0x06, 0x00, 0x04, 0x00, 0x00, 0x00, //
+        0x08, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00, //
+        0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, //
+        0x06, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x10, 0x00, 0x02, 0x00, 0x00, 0x00, //
+        0x06, 0x00, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    ];
+
+    /// The capture decoded by hand, so that the comparison below cannot be vacuous:
+    /// `IFLA_INFO_DATA` holds `IFLA_IPTUN_PROTO` 41, `LOCAL`, `REMOTE`, `TTL` 64, `ENCAP_LIMIT` 4
+    /// (the default, ignored), `FLOWINFO` 0, `FLAGS` 1 (`IP6_TNL_F_IGN_ENCAP_LIMIT`: no
+    /// encapsulation limit option, RFC 2473 §4.1.1), `LINK` 0, `FWMARK` 0, `ENCAP_TYPE` 0 (none),
+    /// `ENCAP_FLAGS` 2, `ENCAP_SPORT` 0, `ENCAP_DPORT` 0.
+    #[test]
+    fn the_iproute2_capture_says_ip6ip6_without_encapsulation_limit() {
+        assert_eq!(u32::from_ne_bytes([0xc0, 0, 0, 0]) as usize, IPROUTE2_IP6TNL_REQUEST.len(), "nlmsg_len");
+        let link = attributes(&IPROUTE2_IP6TNL_REQUEST[32..]);
+        assert_eq!(only(&link, 3), b"p6i0\0".to_vec(), "IFLA_IFNAME");
+        let (kind, data) = link_info(&link);
+        assert_eq!(kind, b"ip6tnl".to_vec(), "iproute2 sends the kind without its NUL");
+        let local = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+        let remote = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2);
+        let mut expected = vec![
+            (1, 0u32.to_ne_bytes().to_vec()),
+            (2, local.octets().to_vec()),
+            (3, remote.octets().to_vec()),
+            (4, vec![64]),
+            (6, vec![4]),
+            (7, 0u32.to_ne_bytes().to_vec()),
+            (8, 1u32.to_ne_bytes().to_vec()),
+            (9, vec![41]),
+            (15, 0u16.to_ne_bytes().to_vec()),
+            (16, 2u16.to_ne_bytes().to_vec()),
+            (17, vec![0, 0]),
+            (18, vec![0, 0]),
+            (20, 0u32.to_ne_bytes().to_vec()),
+        ];
+        expected.sort();
+        assert_eq!(data, expected);
+    }
+
+    /// What [`RoutingConfig::ip6tnl_link`] emits carries the same `IFLA_INFO_DATA` attributes,
+    /// value for value, as iproute2's request (the order differs: rtnetlink's builder appends
+    /// the flow information and the flags last; the kernel parses attributes by type), the same
+    /// `IFLA_INFO_KIND` but for a terminating NUL, plus `IFLA_MTU` = `tunnel_mtu`.
+    #[test]
+    fn ip6tnl_link_is_encoded_as_iproute2_encodes_it() {
+        use netlink_packet_core::Emitable;
+        let layout = RoutingConfig { local: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1), ..config() };
+        let message = layout.ip6tnl_link("p6i0", Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
+        let mut buf = vec![0u8; message.buffer_len()];
+        message.emit(&mut buf);
+        let ours = attributes(&buf[16..]);
+        let theirs = attributes(&IPROUTE2_IP6TNL_REQUEST[32..]);
+        assert_eq!(only(&ours, 3), only(&theirs, 3), "IFLA_IFNAME");
+        let (our_kind, our_data) = link_info(&ours);
+        let (their_kind, their_data) = link_info(&theirs);
+        // netlink-packet-route terminates the kind with a NUL, iproute2 does not; the kernel's
+        // NLA_STRING policy accepts both.
+        assert_eq!(our_kind.strip_suffix(b"\0"), Some(their_kind.as_slice()), "IFLA_INFO_KIND");
+        assert_eq!(our_data, their_data, "IFLA_INFO_DATA");
+        assert_eq!(only(&ours, 4), 1460u32.to_ne_bytes().to_vec(), "IFLA_MTU");
+        assert_eq!(buf[..16], [0u8; 16], "ifinfomsg: AF_UNSPEC, no index, not up, as iproute2");
+    }
+
+    #[test]
+    fn ip6tnl_device_names_fit_ifnamsiz() {
+        assert_eq!(ip6tnl_device_name(0), "p6i0");
+        assert!(ip6tnl_device_name(u32::MAX).len() < libc::IFNAMSIZ);
+        assert!(IP6TNL_PROBE.len() < libc::IFNAMSIZ && IP6TNL_PROBE.starts_with(IP6TNL_DEVICE_PREFIX));
+    }
+
+    /// Only devices named `p6i…` *and* of kind `ip6tnl` are ours.
+    #[test]
+    fn only_p6i_ip6tnl_devices_are_ours() {
+        let link = |name: &str, kind: InfoKind| {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::IfName(name.into()));
+            m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+            m
+        };
+        assert!(is_our_ip6tnl(&link("p6i3", InfoKind::Ip6Tnl)));
+        assert!(is_our_ip6tnl(&link("p6iprobe", InfoKind::Ip6Tnl)));
+        assert!(!is_our_ip6tnl(&link("ip6tnl0", InfoKind::Ip6Tnl)), "the kernel's fallback device");
+        assert!(!is_our_ip6tnl(&link("p6i3", InfoKind::Veth)));
+        assert!(!is_our_ip6tnl(&link("p6t3", InfoKind::Tun)));
+        let mut unnamed = LinkMessage::default();
+        unnamed.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ip6Tnl)]));
+        assert!(!is_our_ip6tnl(&unnamed));
     }
 
     fn ip(args: &[&str]) -> String {
