@@ -190,7 +190,7 @@ impl MnApiFile {
 pub struct DataPlaneFile {
     /// Whether intents are applied to the kernel (true) or only logged (false).
     pub enabled: bool,
-    /// `auto` (seg6 where the kernel has it, else tun), `tun`, `seg6` or `ip6tnl`.
+    /// `auto` (ip6tnl where the kernel has it, else seg6, else tun), `ip6tnl`, `seg6` or `tun`.
     pub tunnel: String,
     /// LMA only: `learn` (default), `map` or `nfqueue` (DESIGN.md, "Data plane on Linux").
     pub steering: Option<String>,
@@ -358,6 +358,8 @@ pub struct LmaFile {
     pub timers: LmaTimers,
     /// A file the daemon rewrites with its binding count and prefixes after each change.
     pub status_file: Option<PathBuf>,
+    /// Where durable state lives: the RFC 5847 Restart Counter (`/var/lib/pmip6`).
+    pub state_dir: Option<PathBuf>,
     /// The control API; none without this table.
     pub api: Option<ApiFile>,
     /// The MN channel; none without this table.
@@ -378,6 +380,8 @@ pub struct LmaSettings {
     pub engine: LmaConfig,
     /// Where to write the status, if anywhere.
     pub status_file: Option<PathBuf>,
+    /// The file of the durable RFC 5847 Restart Counter.
+    pub restart_counter_file: PathBuf,
     /// The control API, if any.
     pub api: Option<ApiSettings>,
     /// The MN channel, if any.
@@ -464,7 +468,8 @@ impl LmaFile {
                 SteeringBackend::Learn | SteeringBackend::NfQueue => SteeringMode::PerFlow,
             };
         }
-        Ok(LmaSettings { engine, status_file: self.status_file.clone(), api, mn_api, dataplane })
+        let restart_counter_file = restart_counter_file(self.state_dir.as_ref(), "lma")?;
+        Ok(LmaSettings { engine, status_file: self.status_file.clone(), restart_counter_file, api, mn_api, dataplane })
     }
 }
 
@@ -530,6 +535,8 @@ pub struct MagFile {
     pub router_solicitations: bool,
     /// A file the daemon rewrites with its Binding Update List after each change.
     pub status_file: Option<PathBuf>,
+    /// Where durable state lives: the RFC 5847 Restart Counter (`/var/lib/pmip6`).
+    pub state_dir: Option<PathBuf>,
     /// The control API; none without this table.
     pub api: Option<ApiFile>,
     /// The data plane (applied to the kernel unless `enabled = false`).
@@ -550,10 +557,24 @@ pub struct MagSettings {
     pub access_links: Vec<(String, InterfaceId, Ipv6Addr)>,
     /// Where to write the status, if anywhere.
     pub status_file: Option<PathBuf>,
+    /// The file of the durable RFC 5847 Restart Counter.
+    pub restart_counter_file: PathBuf,
     /// The control API, if any.
     pub api: Option<ApiSettings>,
     /// The data plane.
     pub dataplane: DataPlaneSettings,
+}
+
+/// Where durable state lives when `state_dir` is left out.
+pub const STATE_DIR: &str = "/var/lib/pmip6";
+
+/// The Restart Counter file of `role` in `state_dir` (the default one when `None`).
+fn restart_counter_file(state_dir: Option<&PathBuf>, role: &str) -> Result<PathBuf, ConfigError> {
+    let dir = state_dir.cloned().unwrap_or_else(|| PathBuf::from(STATE_DIR));
+    if dir.as_os_str().is_empty() {
+        return Err(invalid("state_dir", "empty"));
+    }
+    Ok(dir.join(format!("{role}-restart-counter")))
 }
 
 fn yes() -> bool {
@@ -641,7 +662,16 @@ impl MagFile {
         }
         let api = self.api.as_ref().map(|a| a.validate(MAG_SOCKET)).transpose()?;
         let dataplane = self.dataplane.validate(false)?;
-        Ok(MagSettings { engine, attach_at_start, access_links, status_file: self.status_file.clone(), api, dataplane })
+        let restart_counter_file = restart_counter_file(self.state_dir.as_ref(), "mag")?;
+        Ok(MagSettings {
+            engine,
+            attach_at_start,
+            access_links,
+            status_file: self.status_file.clone(),
+            restart_counter_file,
+            api,
+            dataplane,
+        })
     }
 }
 

@@ -31,7 +31,8 @@ use crate::dataplane::DataPlane;
 use crate::link_monitor::{LinkChange, LinkMonitor};
 use crate::metrics::Metrics;
 use crate::mh_socket::{MhDatagram, MhSocket, RECEIVE_BUFFER};
-use crate::nd_socket::{self, ND_HOP_LIMIT, NdDatagram, NdSocket};
+use crate::nd_socket::{self, ALL_ROUTERS, ND_HOP_LIMIT, NdDatagram, NdSocket};
+use crate::tap::{Direction, Tap};
 
 /// Datagrams read in one wake-up before the engine's outputs are drained.
 pub const DATAGRAMS_PER_WAKEUP: usize = 64;
@@ -317,6 +318,7 @@ pub struct Driver<E> {
     intents: Vec<Intent>,
     links: Option<LinkMonitor>,
     carrier: std::collections::HashMap<InterfaceId, bool>,
+    tap: Option<Tap>,
 }
 
 impl<E: Engine> Driver<E> {
@@ -337,6 +339,7 @@ impl<E: Engine> Driver<E> {
             intents: Vec::new(),
             links: None,
             carrier: std::collections::HashMap::new(),
+            tap: None,
         }
     }
 
@@ -355,6 +358,31 @@ impl<E: Engine> Driver<E> {
     pub async fn close_dataplane(&mut self) {
         if let Some(dataplane) = self.dataplane.take() {
             dataplane.close().await;
+        }
+    }
+
+    /// Records the signalling sent and received from now on in `tap` ([`crate::tap`]).
+    pub fn attach_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// Flushes and closes the tap, if any (at shutdown).
+    pub fn close_tap(&mut self) {
+        if let Some(mut tap) = self.tap.take() {
+            match tap.flush() {
+                Ok(()) => tracing::info!(path = %tap.path().display(), counts = ?tap.counts(), "pcap tap closed"),
+                Err(e) => tracing::error!(path = %tap.path().display(), error = %e, "cannot flush the pcap tap"),
+            }
+        }
+    }
+
+    /// Writes one record to the tap, if any; on a write error the tap is logged once and
+    /// dropped (the daemon goes on without it).
+    fn tap_record(&mut self, record: impl FnOnce(&mut Tap) -> io::Result<()>) {
+        let Some(tap) = self.tap.as_mut() else { return };
+        if let Err(e) = record(tap) {
+            tracing::error!(path = %tap.path().display(), error = %e, "cannot write the pcap tap; signalling is no longer recorded");
+            self.tap = None;
         }
     }
 
@@ -431,7 +459,7 @@ impl<E: Engine> Driver<E> {
 
     /// One received datagram addressed to our bound address: see [`Driver::handle_received`].
     pub fn handle_datagram(&mut self, now: Now, bytes: &[u8], src: Ipv6Addr) {
-        let datagram = MhDatagram { len: bytes.len(), src, dst: self.local, hop_limit: None };
+        let datagram = MhDatagram { len: bytes.len(), src, dst: self.local, hop_limit: None, dropped: None };
         self.handle_received(now, bytes, datagram);
     }
 
@@ -439,8 +467,15 @@ impl<E: Engine> Driver<E> {
     /// parsed and fed to the engine (which sees the destination), or counted and logged as
     /// malformed.
     pub fn handle_received(&mut self, now: Now, bytes: &[u8], datagram: MhDatagram) {
-        let MhDatagram { src, dst, hop_limit, .. } = datagram;
+        let MhDatagram { src, dst, hop_limit, dropped, .. } = datagram;
         self.counters.received += 1;
+        if let Some(dropped) = dropped {
+            // Past capacity the kernel sheds load at the socket; the running count comes with
+            // the next datagram read.
+            crate::metrics::sync_counter(&self.metrics.datagrams_shed, u64::from(dropped));
+        }
+        // Malformed datagrams are recorded too: they are what an operator wants to see.
+        self.tap_record(|tap| tap.record_mh(src, dst, bytes, Direction::Received { hop_limit }));
         match Message::parse(bytes, &self.parse) {
             Ok(message) => {
                 self.metrics.message_received(&message);
@@ -464,6 +499,10 @@ impl<E: Engine> Driver<E> {
     pub fn handle_nd_datagram(&mut self, now: Now, interface: InterfaceId, datagram: NdDatagram, bytes: &[u8]) {
         self.counters.nd_received += 1;
         let src = datagram.src;
+        // The socket does not report the destination: Router Solicitations go to all-routers
+        // (RFC 4861 §6.3.7).
+        let hop_limit = datagram.hop_limit;
+        self.tap_record(|tap| tap.record_nd(src, ALL_ROUTERS, bytes, Direction::Received { hop_limit }));
         if datagram.hop_limit != Some(ND_HOP_LIMIT) {
             self.counters.nd_dropped += 1;
             tracing::warn!(%src, interface = interface.0, hop_limit = ?datagram.hop_limit, "router solicitation with a hop limit other than 255 dropped");
@@ -642,6 +681,8 @@ impl<E: Engine> Driver<E> {
                     let result = socket.send(&message, dst).await;
                     if result.is_ok() {
                         self.metrics.message_sent(&message);
+                        let src = socket.local();
+                        self.tap_record(|tap| tap.record_sent_message(src, dst, &message));
                     }
                     (result, dst)
                 }
@@ -652,9 +693,14 @@ impl<E: Engine> Driver<E> {
                         continue;
                     };
                     tracing::debug!(interface = interface.0, %dst, %ra, "sending");
+                    let recorded = self.tap.is_some().then(|| ra.clone());
                     let result = nd.send_ra(ra, dst).await;
                     if result.is_ok() {
                         self.metrics.router_advertisement_sent();
+                        if let Some(ra) = recorded {
+                            let src = nd.link_local();
+                            self.tap_record(|tap| tap.record_sent_ra(src, dst, &ra));
+                        }
                     }
                     (result, dst)
                 }

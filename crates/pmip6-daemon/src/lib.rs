@@ -8,6 +8,7 @@
 //! `pmip6-engine`.
 //!
 //! - `pmip6 lma --config FILE` runs [`run_lma`]; `pmip6 mag --config FILE` runs [`run_mag`].
+//!   With `--pcap FILE`, both record their signalling to FILE ([`tap`]).
 //! - Both stop on SIGINT or SIGTERM, removing every kernel object they made; a MAG first
 //!   de-registers its sessions.
 //! - With an `[api]` table, both serve the control API ([`api`]) on a unix socket (and
@@ -24,6 +25,8 @@ pub mod link_monitor;
 pub mod metrics;
 pub mod mh_socket;
 pub mod nd_socket;
+pub mod restart;
+pub mod tap;
 
 use std::path::Path;
 
@@ -73,6 +76,14 @@ pub fn init_logging_as(format: LogFormat) {
     };
 }
 
+/// The next Restart Counter from `file`, logged; an error names the file.
+fn restart_counter(file: &Path) -> std::io::Result<u32> {
+    let counter = restart::next_restart_counter(file)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("restart counter {}: {e}", file.display())))?;
+    tracing::info!(restart_counter = counter, file = %file.display(), "restart counter");
+    Ok(counter)
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
@@ -111,10 +122,23 @@ pub enum DaemonError {
     DataPlane(#[from] dataplane::DataPlaneError),
 }
 
-/// Runs the LMA daemon with the configuration at `path` until Ctrl-C.
-pub fn run_lma(path: &Path) -> Result<(), DaemonError> {
+/// Opens the pcap tap at `path`, if given, naming the file in the error.
+fn open_tap(path: Option<&Path>) -> std::io::Result<Option<tap::Tap>> {
+    let Some(path) = path else { return Ok(None) };
+    let tap = tap::Tap::create(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("pcap tap {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "recording signalling");
+    Ok(Some(tap))
+}
+
+/// Runs the LMA daemon with the configuration at `path` until Ctrl-C, recording its signalling
+/// to the pcap file `pcap` if given ([`tap`]).
+pub fn run_lma(path: &Path, pcap: Option<&Path>) -> Result<(), DaemonError> {
     init_logging();
     let mut settings = config::load_lma(path)?;
+    let tap = open_tap(pcap)?;
+    // RFC 5847 §5.2: a new Restart Counter at every start, stored before anything is sent.
+    settings.engine.restart_counter = restart_counter(&settings.restart_counter_file)?;
     let seed = seed();
     settings.engine.initial_sequence = seed as u16;
     settings.engine.initial_heartbeat_sequence = (seed >> 16) as u32;
@@ -123,6 +147,9 @@ pub fn run_lma(path: &Path) -> Result<(), DaemonError> {
         let dataplane = settings.dataplane.clone();
         let pools = settings.engine.prefix_pools.clone();
         let (mut driver, socket) = start_lma(settings)?;
+        if let Some(tap) = tap {
+            driver.attach_tap(tap);
+        }
         if dataplane.enabled {
             let local = driver.local;
             let opened = DataPlane::open(&dataplane, Role::Lma, local, pools).await?;
@@ -131,19 +158,28 @@ pub fn run_lma(path: &Path) -> Result<(), DaemonError> {
         }
         let result = driver.run(&socket, &[], shutdown_signal()).await;
         driver.close_dataplane().await;
+        driver.close_tap();
         tracing::info!(counters = ?driver.counters, "LMA stopped");
         Ok(result?)
     })
 }
 
-/// Runs the MAG daemon with the configuration at `path` until Ctrl-C.
-pub fn run_mag(path: &Path) -> Result<(), DaemonError> {
+/// Runs the MAG daemon with the configuration at `path` until Ctrl-C, recording its signalling
+/// (Router Solicitations and Advertisements included) to the pcap file `pcap` if given
+/// ([`tap`]).
+pub fn run_mag(path: &Path, pcap: Option<&Path>) -> Result<(), DaemonError> {
     init_logging();
-    let settings = config::load_mag(path)?;
+    let mut settings = config::load_mag(path)?;
+    let tap = open_tap(pcap)?;
+    // RFC 5847 §5.2: a new Restart Counter at every start, stored before anything is sent.
+    settings.engine.restart_counter = restart_counter(&settings.restart_counter_file)?;
     let rt = runtime()?;
     rt.block_on(async {
         let dataplane = settings.dataplane.clone();
         let (mut driver, socket, access) = start_mag(settings)?;
+        if let Some(tap) = tap {
+            driver.attach_tap(tap);
+        }
         if dataplane.enabled {
             let local = driver.local;
             let opened = DataPlane::open(&dataplane, Role::Mag, local, Vec::new()).await?;
@@ -158,6 +194,7 @@ pub fn run_mag(path: &Path) -> Result<(), DaemonError> {
         driver.engine.deregister_all(driver::now());
         driver.flush(&socket, &access).await;
         driver.close_dataplane().await;
+        driver.close_tap();
         tracing::info!(counters = ?driver.counters, "MAG stopped");
         Ok(result?)
     })

@@ -65,6 +65,9 @@ enum Cmd {
         /// How log lines are written
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Record every Mobility Header message sent and received to FILE (pcap, raw IPv6)
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Run the mobile access gateway daemon until Ctrl-C
     Mag {
@@ -74,6 +77,10 @@ enum Cmd {
         /// How log lines are written
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Record every Mobility Header message sent and received, and the Router Solicitations
+        /// and Advertisements of the access links, to FILE (pcap, raw IPv6)
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Query or steer a running daemon through its control API
     /// Offer Proxy Binding Updates to an LMA at a fixed rate and report answers and latency (root)
@@ -218,13 +225,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 demo::run(&pcap, OutputFormat::Text, &mut out, &mut info)?;
             }
         }
-        Cmd::Lma { config, log_format } => {
+        Cmd::Lma { config, log_format, pcap } => {
             init_logging(log_format);
-            pmip6_daemon::run_lma(&config)?;
+            pmip6_daemon::run_lma(&config, pcap.as_deref())?;
         }
-        Cmd::Mag { config, log_format } => {
+        Cmd::Mag { config, log_format, pcap } => {
             init_logging(log_format);
-            pmip6_daemon::run_mag(&config)?;
+            pmip6_daemon::run_mag(&config, pcap.as_deref())?;
         }
         Cmd::Load { lma, from, rate, seconds, mobile_nodes, json } => {
             let config = pmip6::load::LoadConfig {

@@ -109,8 +109,9 @@ fn lma_and_mag_daemons_register_across_namespaces() {
     std::fs::write(
         &lma_conf,
         format!(
-            "address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nstatus_file = {:?}\n",
-            lma_status.display().to_string()
+            "address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nstatus_file = {:?}\nstate_dir = {:?}\n",
+            lma_status.display().to_string(),
+            bed.dir.join("lma-state").display().to_string()
         ),
     )
     .expect("write the LMA configuration");
@@ -118,9 +119,10 @@ fn lma_and_mag_daemons_register_across_namespaces() {
         &mag_conf,
         format!(
             "proxy_coa = \"2001:db8:ffff::2\"\nlma_address = \"2001:db8:ffff::1\"\nattach_static_at_start = true\nrouter_solicitations = false\n\
-             status_file = {:?}\n[[interfaces]]\nname = \"lo\"\naccess_technology = 3\nlink_local = \"fe80::1\"\n\
+             status_file = {:?}\nstate_dir = {:?}\n[[interfaces]]\nname = \"lo\"\naccess_technology = 3\nlink_local = \"fe80::1\"\n\
              [[mobile_nodes]]\nmn_id = \"mn1@example.net\"\nmacs = [\"02:00:00:00:00:01\"]\n",
-            mag_status.display().to_string()
+            mag_status.display().to_string(),
+            bed.dir.join("mag-state").display().to_string()
         ),
     )
     .expect("write the MAG configuration");
@@ -179,6 +181,11 @@ fn lma_and_mag_daemons_register_across_namespaces() {
         assert!(!links(ns).iter().any(|l| l.starts_with("p6t")), "tunnel devices left in {ns}");
     }
     assert!(!nft_table_exists(&lma_ns), "the flow map was left behind");
+    // RFC 5847 §5.2: each daemon stored its Restart Counter before it sent anything.
+    for (state, role) in [("lma-state", "lma"), ("mag-state", "mag")] {
+        let file = bed.dir.join(state).join(format!("{role}-restart-counter"));
+        assert_eq!(std::fs::read_to_string(&file).ok().as_deref(), Some("1\n"), "{}", file.display());
+    }
     assert_eq!(nfqueue_rules(&lma_ns), 0, "the NFQUEUE rule was left behind");
 }
 
