@@ -519,6 +519,9 @@ pub struct MagFile {
     /// The MuHo option type (18, or 71-255).
     #[serde(default = "default_muho")]
     pub muho_option_type: u8,
+    /// Timers.
+    #[serde(default)]
+    pub timers: MagTimers,
     /// Access interfaces.
     #[serde(default)]
     pub interfaces: Vec<InterfaceFile>,
@@ -594,6 +597,24 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The RFC 5847 timers of the MAG, each with its RFC default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MagTimers {
+    /// HEARTBEAT_INTERVAL in seconds (60); 0 turns the MAG's requests off (the LMA's are
+    /// answered anyway). The heartbeats carry the LMA's Restart Counter: how a MAG learns that
+    /// the LMA restarted and registers its bindings again (RFC 5847 §5.2).
+    pub heartbeat_interval_secs: u64,
+    /// MISSING_HEARTBEATS_ALLOWED (3).
+    pub missing_heartbeats_allowed: u32,
+}
+
+impl Default for MagTimers {
+    fn default() -> Self {
+        Self { heartbeat_interval_secs: 60, missing_heartbeats_allowed: 3 }
+    }
+}
+
 impl MagFile {
     /// Parses the TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -606,6 +627,12 @@ impl MagFile {
         let proxy_coa = parse_addr("proxy_coa", self.proxy_coa.as_deref())?;
         let lmaa = parse_addr("lma_address", self.lma_address.as_deref())?;
         let mut engine = MagConfig::new(proxy_coa, lmaa);
+        engine.heartbeat.interval =
+            (self.timers.heartbeat_interval_secs > 0).then(|| Duration::from_secs(self.timers.heartbeat_interval_secs));
+        if self.timers.missing_heartbeats_allowed == 0 {
+            return Err(invalid("timers.missing_heartbeats_allowed", "must not be 0"));
+        }
+        engine.heartbeat.missing_allowed = self.timers.missing_heartbeats_allowed;
         engine.parse_config = parse_config("muho_option_type", self.muho_option_type)?;
         let mut names = Vec::new();
         let mut access_links = Vec::new();

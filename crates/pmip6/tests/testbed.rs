@@ -369,6 +369,58 @@ fn both_interfaces_register_with_distinct_prefixes_and_are_reachable() {
     );
 }
 
+/// An LMA crash (SIGKILL: its binding cache, flow table and kernel objects lost): the new LMA
+/// removes what the old one left in the kernel, starts with a higher Restart Counter (kept in
+/// its state directory), the MAGs see it in the next heartbeat and register their bindings again
+/// (RFC 5847 §5.2); the LMA ends up with both bindings, the same prefixes, and the mobile node
+/// is reachable on both again.
+#[test]
+fn an_lma_crash_is_noticed_by_the_mags_which_register_again() {
+    let bed = Bed::up('g', true);
+    let [wlan, umts] = &MAGS;
+    let (addr1, addr2) = (bed.address(wlan), bed.address(umts));
+    let before: BTreeSet<String> =
+        active(&bed.lma_bindings()).iter().filter_map(|b| b["prefixes"][0].as_str().map(str::to_owned)).collect();
+    assert_eq!(before.len(), 2, "two prefixes before the crash: {before:?}");
+    let counter = |bed: &Bed| -> u32 {
+        let file = bed.bed.dir.join("lma-state").join("lma-restart-counter");
+        std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    };
+    let first = counter(&bed);
+    // Let the MAGs hear the first Restart Counter (heartbeats every 2 s in the testbed).
+    poll("both MAGs hear a heartbeat from the LMA", LIMIT, || {
+        let heard = ["mag1", "mag2"].iter().all(|stem| {
+            let answer = client::request_blocking(&bed.socket(stem), "GET", "/metrics", None);
+            answer.is_ok_and(|a| {
+                a.body
+                    .lines()
+                    .any(|l| l.starts_with("pmip6_messages_received_total{type=\"heartbeat\"}") && !l.ends_with(" 0"))
+            })
+        });
+        if heard { Ok(()) } else { Err("no heartbeat at both MAGs yet".to_owned()) }
+    });
+    let crashed = Instant::now();
+    bed.bed.crash_and_restart_lma().unwrap_or_else(|e| panic!("the LMA did not restart: {e:#}\n{}", bed.logs()));
+    assert_eq!(counter(&bed), first + 1, "the restarted LMA stored a new Restart Counter");
+    let (after, took) = poll("both MAGs register again at the new LMA", LIMIT, || {
+        let bindings = bed.lma_bindings();
+        let prefixes: BTreeSet<String> =
+            active(&bindings).iter().filter_map(|b| b["prefixes"][0].as_str().map(str::to_owned)).collect();
+        if prefixes.len() == 2 { Ok(prefixes) } else { Err(format!("{bindings:?}")) }
+    });
+    eprintln!("[{}] both bindings back {:.0} ms after the crash", bed.prefix(), ms(took.max(crashed.elapsed())));
+    assert_eq!(after, before, "the MAGs registered the same prefixes again");
+    // The data plane is back: the CN reaches the mobile node on both prefixes.
+    let (to1, to2) = (5701, 5702);
+    let receiver = Receiver::start(&bed.ns(Node::Mn)).expect("a receiver at the mobile node");
+    let s1 = Sender::start(&bed.ns(Node::Cn), CN, addr1, &[to1], 500).expect("a sender to pref1");
+    let s2 = Sender::start(&bed.ns(Node::Cn), CN, addr2, &[to2], 500).expect("a sender to pref2");
+    let (counts, _) =
+        wait_counts(&receiver, "datagrams to both prefixes", |c| received(c, to1) >= 20 && received(c, to2) >= 20);
+    drop((s1, s2));
+    assert!(on(&counts, to1, wlan.access) > 0 && on(&counts, to2, umts.access) > 0, "{}", describe(&counts));
+}
+
 /// Test 2: two flows to the same address of the mobile node, 10,000 datagrams/s in all; one is
 /// moved to the UTRAN access through the control API. The move loses nothing; the other flow
 /// stays on if1 untouched (no loss, no reordering); and the moved flow, addressed to pref1, now
