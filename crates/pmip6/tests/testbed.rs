@@ -857,3 +857,34 @@ fn the_signalling_on_the_wire_passes_tshark() {
     let failed = packets.iter().filter(|p| p["mip6.mhtype"] == "6" && p["mip6.ba.status"] != "0").count();
     assert_eq!(failed, 0, "every PBA accepts:\n{dump}");
 }
+
+/// The README's main job in both prefix modes, as a newcomer runs it: `pmip6 testbed demo`
+/// exits 0 only if every step did what it said (attachments, the move, the failover), and
+/// leaves nothing behind.
+#[test]
+fn the_demo_does_what_it_says_in_both_prefix_modes() {
+    require_root();
+    for (tag, mode) in [('u', "unique"), ('s', "shared")] {
+        let prefix = format!("td{tag}{}", std::process::id());
+        let root = std::env::temp_dir().join(format!("pmip6-testbed-{prefix}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmip6"))
+            .args(["testbed", "demo", "--prefix-mode", mode, "--prefix", &prefix, "--state-dir"])
+            .arg(&root)
+            .output()
+            .expect("run pmip6 testbed demo");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            // The demo removes its testbed even when a step fails; make sure.
+            let _ = std::process::Command::new(env!("CARGO_BIN_EXE_pmip6"))
+                .args(["testbed", "down", "--prefix", &prefix, "--state-dir"])
+                .arg(&root)
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(out.status.success(), "the {mode} demo failed:\n{text}");
+        assert!(!text.contains("\nNO "), "a step did not do what it said:\n{text}");
+        let left: Vec<String> =
+            run("ip", &["netns", "list"]).lines().filter(|l| l.contains(&prefix)).map(str::to_owned).collect();
+        assert!(left.is_empty(), "namespaces left by the {mode} demo: {left:?}");
+    }
+}

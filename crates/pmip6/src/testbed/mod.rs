@@ -323,9 +323,16 @@ impl Testbed {
             };
             let _ = writeln!(out, "  {stem:<5} {state}");
         }
-        if let Ok(text) = std::fs::read_to_string(self.file("lma", "status")) {
-            let _ = writeln!(out, "LMA:");
-            for line in text.lines().filter(|l| l.starts_with("binding")) {
+        // The LMA's bindings and flows, through its control API (as `pmip6 ctl` shows them).
+        for (title, command) in
+            [("LMA bindings:", crate::ctl::CtlCommand::Bindings), ("LMA flows:", crate::ctl::CtlCommand::Flows)]
+        {
+            let path = if matches!(command, crate::ctl::CtlCommand::Flows) { "/flows" } else { "/bindings" };
+            let answer = pmip6_daemon::api::client::request_blocking(&self.lma_socket(), "GET", path, None);
+            let Ok(answer) = answer else { continue };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&answer.body) else { continue };
+            let _ = writeln!(out, "{title}");
+            for line in crate::ctl::render(&command, &value).lines() {
                 let _ = writeln!(out, "  {line}");
             }
         }
