@@ -123,6 +123,7 @@ fn steps(bed: &Testbed, say: &mut dyn FnMut(&str)) -> anyhow::Result<Vec<Step>> 
     record(say, "the move loses no datagram", lost == 0, format!("{lost} lost, {reordered} reordered at the switch"));
 
     say("== if2 (3G) detaches: mag2 sees the link go down and de-registers; the LMA fails the flow over");
+    say("   (the kernel reports a lost carrier in batches, up to a second late: most of the failover time)");
     let detached = Instant::now();
     bed.detach(umts)?;
     let counts = wait_for(&receiver, Duration::from_secs(3), |c| last(c, moving) == Some(wlan.access));
