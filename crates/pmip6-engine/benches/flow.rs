@@ -176,29 +176,41 @@ fn lookup(c: &mut Criterion) {
 
 /// Inserts `iters` new flows into fresh engines of 100,000 flows each; only the inserts (and
 /// draining their intents) are timed.
-fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, table: Table) -> Duration {
-    const CHUNK: u64 = 100_000;
+/// Flows inserted into one engine before it is replaced (or, in steady state, emptied).
+const CHUNK: u64 = 100_000;
+
+/// An engine for the insert benchmark, with `policy` loaded.
+fn insert_engine(policy: Option<&[OperatorRule]>, table: Table) -> FlowSteering {
+    let reserved = if table == Table::Growing { 0 } else { CHUNK as usize };
+    let mut e = engine_reserving(CHUNK as usize, reserved);
+    if let Some(rules) = policy {
+        e.set_operator_rules(rules.to_vec()).expect("policy");
+        while e.poll_batch().is_some() {}
+    }
+    e
+}
+
+/// Inserts `iters` new flows, in chunks of [`CHUNK`]: into fresh engines, or (with `steady`,
+/// an engine kept across the benchmark's samples, and its clock) into one engine whose flows
+/// idle out between chunks. Only the inserts (and draining their intents) are timed.
+fn insert_run(
+    iters: u64,
+    policy: Option<&[OperatorRule]>,
+    table: Table,
+    mut steady: Option<(&mut FlowSteering, &mut Duration)>,
+) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0u64;
     let mut p = packet(0, 1, 0);
-    let fresh = |policy: Option<&[OperatorRule]>| {
-        let reserved = if table == Table::Growing { 0 } else { CHUNK as usize };
-        let mut e = engine_reserving(CHUNK as usize, reserved);
-        if let Some(rules) = policy {
-            e.set_operator_rules(rules.to_vec()).expect("policy");
-            while e.poll_batch().is_some() {}
-        }
-        e
-    };
-    let mut steady = (table == Table::Steady).then(|| fresh(policy));
-    let mut now = Duration::ZERO;
+    let mut clock = Duration::ZERO;
     while done < iters {
         let n = (iters - done).min(CHUNK);
         let mut owned = None;
-        let e = match steady.as_mut() {
-            Some(e) => e,
-            None => owned.insert(fresh(policy)),
+        let (e, now) = match steady.as_mut() {
+            Some((e, now)) => (&mut **e, &mut **now),
+            None => (owned.insert(insert_engine(policy, table)), &mut clock),
         };
+        let now = &mut *now;
         let start = Instant::now();
         for k in 0..n {
             // Flow k: mobile node k % 1000 (destination group 3), correspondent k / 65536 (source
@@ -207,7 +219,7 @@ fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, table: Table) -> Dura
             p[28..30].copy_from_slice(&(0x100 + i).to_be_bytes());
             p[22..24].copy_from_slice(&((k >> 16) as u16 + 1).to_be_bytes());
             p[40..42].copy_from_slice(&(k as u16).to_be_bytes());
-            match e.handle_packet(now, &p).expect("packet") {
+            match e.handle_packet(*now, &p).expect("packet") {
                 Verdict::Flow { fid, new: true, .. } => black_box(fid),
                 v => panic!("{v:?}"),
             };
@@ -225,8 +237,8 @@ fn insert_run(iters: u64, policy: Option<&[OperatorRule]>, table: Table) -> Dura
         done += n;
         // Steady state (untimed): every flow idles out, and the next chunk's flows take their
         // place in memory the table has already used.
-        now += Duration::from_secs(1_000);
-        e.handle_timeout(now);
+        *now += Duration::from_secs(1_000);
+        e.handle_timeout(*now);
         while e.poll_batch().is_some() {}
     }
     total
@@ -248,16 +260,18 @@ fn insert(c: &mut Criterion) {
     let mut group = c.benchmark_group("flow insert (up to 100,000 flows)");
     group.throughput(Throughput::Elements(1));
     group.bench_function("new flow, no rule, table growing from empty", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Growing))
+        b.iter_custom(|iters| insert_run(iters, None, Table::Growing, None))
     });
     group.bench_function("new flow, no rule, table sized at start", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Sized))
+        b.iter_custom(|iters| insert_run(iters, None, Table::Sized, None))
     });
+    let (mut e, mut now) = (insert_engine(None, Table::Steady), Duration::ZERO);
     group.bench_function("new flow, no rule, steady state (flows idle out, new ones come)", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Steady))
+        b.iter_custom(|iters| insert_run(iters, None, Table::Steady, Some((&mut e, &mut now))))
     });
+    let (mut e, mut now) = (insert_engine(Some(&policy), Table::Steady), Duration::ZERO);
     group.bench_function("new flow, 10,000-rule policy, steady state", |b| {
-        b.iter_custom(|iters| insert_run(iters, Some(&policy), Table::Steady))
+        b.iter_custom(|iters| insert_run(iters, Some(&policy), Table::Steady, Some((&mut e, &mut now))))
     });
     group.finish();
 }
