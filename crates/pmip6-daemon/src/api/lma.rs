@@ -130,6 +130,27 @@ fn mobile_nodes(lma: &Lma, now: Now) -> Value {
     )
 }
 
+/// One flow as the control API and the MN channel show it.
+pub(super) fn flow_json(f: &pmip6_engine::flow::FlowSummary, now: Now) -> Value {
+    json!({
+        "fid": f.fid,
+        "src": f.key.src.to_string(),
+        "dst": f.key.dst.to_string(),
+        "src_port": f.key.src_port,
+        "dst_port": f.key.dst_port,
+        "flow_label": f.key.flow_label,
+        "protocol": f.key.protocol,
+        "version": format!("{:?}", f.key.version),
+        "route": route_text(f.route),
+        "rule": rule_ref_json(f.rule),
+        "preferred": f.preferred,
+        "pinned": f.pinned,
+        "packets": f.packets,
+        "bytes": f.bytes,
+        "idle_secs": now.saturating_sub(f.last_seen).as_secs(),
+    })
+}
+
 pub(super) fn route_text(route: Route) -> String {
     match route {
         Route::Tunnel(peer) => peer.to_string(),
@@ -161,29 +182,7 @@ fn flows(lma: &Lma, now: Now) -> Response {
         if !seen.insert(mn_text(mn)) {
             continue;
         }
-        let flows: Vec<Value> = steering
-            .flows(mn)
-            .iter()
-            .map(|f| {
-                json!({
-                    "fid": f.fid,
-                    "src": f.key.src.to_string(),
-                    "dst": f.key.dst.to_string(),
-                    "src_port": f.key.src_port,
-                    "dst_port": f.key.dst_port,
-                    "flow_label": f.key.flow_label,
-                    "protocol": f.key.protocol,
-                    "version": format!("{:?}", f.key.version),
-                    "route": route_text(f.route),
-                    "rule": rule_ref_json(f.rule),
-                    "preferred": f.preferred,
-                    "pinned": f.pinned,
-                    "packets": f.packets,
-                    "bytes": f.bytes,
-                    "idle_secs": now.saturating_sub(f.last_seen).as_secs(),
-                })
-            })
-            .collect();
+        let flows: Vec<Value> = steering.flows(mn).iter().map(|f| flow_json(f, now)).collect();
         nodes.push(json!({ "mn_id": mn_text(mn), "flows": flows }));
     }
     Response::ok(json!({ "mobile_nodes": nodes, "stats": steering.stats() }))

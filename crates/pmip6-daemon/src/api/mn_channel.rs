@@ -70,7 +70,7 @@ use pmip6_wire::{MnIdentifier, Prefix};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::lma::{attachment_json, route_text, rule_ref_json};
+use super::lma::{attachment_json, rule_ref_json};
 use super::policy::{rule_from_json, rule_to_json};
 use super::{Call, Request, Response, ask, hex_colon, http, mn_text};
 use crate::driver::Driver;
@@ -485,21 +485,11 @@ fn flows(lma: &Lma, now: Now, mn: &MnIdentifier) -> Response {
         .flows(mn)
         .iter()
         .map(|f| {
-            json!({
-                "fid": f.fid,
-                "src": f.key.src.to_string(),
-                "dst": f.key.dst.to_string(),
-                "src_port": f.key.src_port,
-                "dst_port": f.key.dst_port,
-                "protocol": f.key.protocol,
-                "route": route_text(f.route),
-                "via": via(f.route, f.key.dst),
-                "rule": rule_ref_json(f.rule),
-                "pinned": f.pinned,
-                "packets": f.packets,
-                "bytes": f.bytes,
-                "idle_secs": now.saturating_sub(f.last_seen).as_secs(),
-            })
+            let mut flow = super::lma::flow_json(f, now);
+            if let Some(object) = flow.as_object_mut() {
+                object.insert("via".to_owned(), via(f.route, f.key.dst));
+            }
+            flow
         })
         .collect();
     Response::ok(json!({ "mn_id": mn_text(mn), "interfaces": interfaces, "flows": flows }))
