@@ -421,6 +421,47 @@ fn learn_mode_queues_the_first_packet_only() {
     in_ns(topo.lma(), move || map.close()).unwrap_or_else(|e| panic!("close: {e}"));
 }
 
+/// `nfqueue` steering (the draft's own design, §5.3): every packet to the pools reaches the
+/// queue, before and after the classifier knows its flow, and its verdict's mark alone picks the
+/// way out; the map is never written.
+#[test]
+fn nfqueue_mode_queues_every_packet_and_the_verdict_steers_it() {
+    require_root();
+    let topo = Topology::new("n");
+    let (mut map, mut queue) = in_ns(topo.lma(), || {
+        let map = FlowMap::open(config(SteeringBackend::NfQueue)).unwrap_or_else(|e| panic!("open: {e}"));
+        let queue = Queue::open(QUEUE).unwrap_or_else(|e| panic!("queue: {e}"));
+        (map, queue)
+    });
+    queue.set_nonblocking(true);
+    let mut key = None;
+    for (round, mark) in [(0, M2), (1, M1)] {
+        let (a0, b0) = topo.counters();
+        std::thread::scope(|s| {
+            s.spawn(|| topo.send(1004, 5));
+            for n in 0..5 {
+                assert!(readable(&queue, Duration::from_secs(3)), "round {round}: packet {n} reaches the queue");
+                let packet = queue.recv().unwrap_or_else(|e| panic!("recv: {e}"));
+                let info = classify(packet.payload()).unwrap_or_else(|e| panic!("classify: {e}"));
+                key = Some(info.key);
+                queue.verdict(packet, Some(mark)).unwrap_or_else(|e| panic!("verdict: {e}"));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let (a1, b1) = topo.counters();
+        let expected = if mark == M2 { (0, 5) } else { (5, 0) };
+        assert_eq!((a1 - a0, b1 - b0), expected, "round {round}: the verdicts' mark picks the device");
+        // The classifier's flow is reported to the map, which writes nothing in this mode.
+        let flow = key.unwrap_or_else(|| panic!("a classified packet"));
+        let report = map
+            .apply(&[SteeringIntent::Add(Steering::Flow { key: flow, route: Route::Tunnel(MAG2) })], &marks)
+            .unwrap_or_else(|e| panic!("apply: {e}"));
+        assert_eq!((report.added, report.ignored), (0, 1), "round {round}");
+    }
+    drop(queue);
+    in_ns(topo.lma(), move || map.close()).unwrap_or_else(|e| panic!("close: {e}"));
+}
+
 #[test]
 fn move_time_in_a_10000_element_map() {
     require_root();
