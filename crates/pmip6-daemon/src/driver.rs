@@ -746,18 +746,19 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pmip6_engine::InterfaceId;
     use pmip6_engine::lma::LmaConfig;
     use pmip6_engine::mag::{AccessInterface, MagConfig, MobileNodeEntry};
     use pmip6_wire::{AccessTechnologyType, MnIdentifier, Prefix};
 
-    const LMAA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
-    const PROXY_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2);
+    pub(crate) const LMAA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+    pub(crate) const PROXY_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2);
 
-    /// The octets of the PBU a MAG sends when `mn1` attaches.
-    fn valid_pbu(now: Now) -> Vec<u8> {
+    /// The octets of the PBU a MAG at `PROXY_COA` sends to `LMAA` when `mn1` attaches (shared
+    /// with the control API's tests).
+    pub(crate) fn valid_pbu(now: Now) -> Vec<u8> {
         let mut config = MagConfig::new(PROXY_COA, LMAA);
         config.interfaces.push(AccessInterface::new(
             InterfaceId(2),

@@ -304,40 +304,18 @@ mod tests {
 
     use pmip6_engine::flow::FlowConfig;
     use pmip6_engine::lma::LmaConfig;
-    use pmip6_engine::mag::{AccessInterface, Mag, MagConfig, MobileNodeEntry};
-    use pmip6_engine::{InterfaceId, Transmit};
-    use pmip6_wire::{AccessTechnologyType, Message, MnIdentifier, ParseConfig, Prefix};
+    use pmip6_wire::{Message, ParseConfig, Prefix};
 
     use super::*;
     use crate::api::Body;
     use crate::driver::Outgoing;
 
-    const LMAA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
-    const PROXY_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2);
+    use crate::driver::tests::{LMAA, PROXY_COA};
     const NOW: Duration = Duration::from_secs(1_800_000_000);
 
     /// The octets of the PBU a MAG sends when `mn1` attaches.
     fn pbu() -> Vec<u8> {
-        let mut config = MagConfig::new(PROXY_COA, LMAA);
-        config.interfaces.push(AccessInterface::new(
-            InterfaceId(2),
-            AccessTechnologyType::Ieee8023,
-            "fe80::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED),
-        ));
-        config.mobile_nodes.push(MobileNodeEntry {
-            mn_id: MnIdentifier::nai("mn1@example.net"),
-            macs: vec![[2, 0, 0, 0, 0, 1]],
-            multihoming: false,
-        });
-        let mut mag = Mag::new(config);
-        mag.handle_attach(NOW, InterfaceId(2), [2, 0, 0, 0, 0, 1]);
-        let message = std::iter::from_fn(|| mag.poll_transmit())
-            .find_map(|t| match t {
-                Transmit::Mobility { message, .. } => Some(message),
-                Transmit::RouterAdvertisement { .. } => None,
-            })
-            .expect("a PBU on attach");
-        message.to_vec(&PROXY_COA, &LMAA).expect("the PBU emits")
+        crate::driver::tests::valid_pbu(NOW)
     }
 
     fn lma(flows: bool) -> Driver<Lma> {
