@@ -522,8 +522,9 @@ fn map_mode_steers_by_selector_precedence() {
     let topo = Topology::new("s");
     let mut map =
         in_ns(topo.lma(), || FlowMap::open(config(SteeringBackend::Map))).unwrap_or_else(|e| panic!("open: {e}"));
-    let video = Steering::Selector { selector: selector(Some(1000)), precedence: 0, route: Route::Tunnel(MAG2) };
-    let rest = Steering::Selector { selector: selector(None), precedence: 1, route: Route::Tunnel(MAG1) };
+    let video =
+        Steering::Selector { selector: Box::new(selector(Some(1000))), precedence: 0, route: Route::Tunnel(MAG2) };
+    let rest = Steering::Selector { selector: Box::new(selector(None)), precedence: 1, route: Route::Tunnel(MAG1) };
     map.apply(&[SteeringIntent::Add(video.clone()), SteeringIntent::Add(rest)], &marks)
         .unwrap_or_else(|e| panic!("apply: {e}"));
     let elements = map.elements().unwrap_or_else(|e| panic!("elements: {e}"));
@@ -544,8 +545,11 @@ fn map_mode_steers_by_selector_precedence() {
     // What an interval map cannot express is refused, and nothing changes.
     let mut labelled = Ipv6Selector { flow_label: Some(FieldRange::exact(5)), ..Ipv6Selector::default() };
     labelled.dst_addr = Some(FieldRange::exact(MN));
-    let refused =
-        Steering::Selector { selector: TrafficSelector::Ipv6(labelled), precedence: 2, route: Route::Tunnel(MAG1) };
+    let refused = Steering::Selector {
+        selector: Box::new(TrafficSelector::Ipv6(labelled)),
+        precedence: 2,
+        route: Route::Tunnel(MAG1),
+    };
     assert!(matches!(map.apply(&[SteeringIntent::Add(refused)], &marks), Err(SteeringError::Unsupported(_))));
     assert_eq!(map.elements().unwrap_or_default().len(), 1);
     in_ns(topo.lma(), move || map.close()).unwrap_or_else(|e| panic!("close: {e}"));

@@ -4,9 +4,10 @@
 //!   classification and a plain `HashMap<FlowKey, u16>` with the standard SipHash;
 //! - insert of a new flow (classify, owner lookup, policy decision, table insert, steering
 //!   intent), with no rule and with a 10,000-rule policy: in steady state (flows idle out and
-//!   new ones take their place, as on a running LMA), and for comparison into an empty table
-//!   sized at start (`FlowConfig::reserved_flows`: first touch of its memory) and into one
-//!   growing from empty;
+//!   new ones take their place, as on a running LMA) with 100,000 live flows (a table larger
+//!   than the caches) and with 10,000 (as many as the lookup benchmark: one that fits), and for
+//!   comparison into an empty table sized at start (`FlowConfig::reserved_flows`: first touch
+//!   of its memory) and into one growing from empty;
 //! - applying a 10,000-rule operator policy (validate, compile, index, re-decide the 10,000
 //!   live flows, emit the differences).
 //!
@@ -174,15 +175,18 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
-/// Inserts `iters` new flows into fresh engines of 100,000 flows each; only the inserts (and
-/// draining their intents) are timed.
-/// Flows inserted into one engine before it is replaced (or, in steady state, emptied).
+/// Flows inserted into one engine before it is replaced (or, in steady state, emptied): the
+/// live flows of the insert benchmark.
 const CHUNK: u64 = 100_000;
 
+/// The live flows of the small steady-state run, as many as in the lookup benchmark: a table
+/// that stays in the caches.
+const SMALL_CHUNK: u64 = 10_000;
+
 /// An engine for the insert benchmark, with `policy` loaded.
-fn insert_engine(policy: Option<&[OperatorRule]>, table: Table) -> FlowSteering {
-    let reserved = if table == Table::Growing { 0 } else { CHUNK as usize };
-    let mut e = engine_reserving(CHUNK as usize, reserved);
+fn insert_engine(policy: Option<&[OperatorRule]>, table: Table, chunk: u64) -> FlowSteering {
+    let reserved = if table == Table::Growing { 0 } else { chunk as usize };
+    let mut e = engine_reserving(chunk as usize, reserved);
     if let Some(rules) = policy {
         e.set_operator_rules(rules.to_vec()).expect("policy");
         while e.poll_batch().is_some() {}
@@ -190,13 +194,14 @@ fn insert_engine(policy: Option<&[OperatorRule]>, table: Table) -> FlowSteering 
     e
 }
 
-/// Inserts `iters` new flows, in chunks of [`CHUNK`]: into fresh engines, or (with `steady`,
+/// Inserts `iters` new flows, in chunks of `chunk`: into fresh engines, or (with `steady`,
 /// an engine kept across the benchmark's samples, and its clock) into one engine whose flows
 /// idle out between chunks. Only the inserts (and draining their intents) are timed.
 fn insert_run(
     iters: u64,
     policy: Option<&[OperatorRule]>,
     table: Table,
+    chunk: u64,
     mut steady: Option<(&mut FlowSteering, &mut Duration)>,
 ) -> Duration {
     let mut total = Duration::ZERO;
@@ -204,11 +209,11 @@ fn insert_run(
     let mut p = packet(0, 1, 0);
     let mut clock = Duration::ZERO;
     while done < iters {
-        let n = (iters - done).min(CHUNK);
+        let n = (iters - done).min(chunk);
         let mut owned = None;
         let (e, now) = match steady.as_mut() {
             Some((e, now)) => (&mut **e, &mut **now),
-            None => (owned.insert(insert_engine(policy, table)), &mut clock),
+            None => (owned.insert(insert_engine(policy, table, chunk)), &mut clock),
         };
         let now = &mut *now;
         let start = Instant::now();
@@ -257,21 +262,25 @@ enum Table {
 
 fn insert(c: &mut Criterion) {
     let policy = rules();
-    let mut group = c.benchmark_group("flow insert (up to 100,000 flows)");
+    let mut group = c.benchmark_group("flow insert");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("new flow, no rule, table growing from empty", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Growing, None))
+    group.bench_function("new flow, no rule, table growing from empty to 100,000", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, Table::Growing, CHUNK, None))
     });
-    group.bench_function("new flow, no rule, table sized at start", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Sized, None))
+    group.bench_function("new flow, no rule, table sized at start for 100,000", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, Table::Sized, CHUNK, None))
     });
-    let (mut e, mut now) = (insert_engine(None, Table::Steady), Duration::ZERO);
-    group.bench_function("new flow, no rule, steady state (flows idle out, new ones come)", |b| {
-        b.iter_custom(|iters| insert_run(iters, None, Table::Steady, Some((&mut e, &mut now))))
+    let (mut e, mut now) = (insert_engine(None, Table::Steady, CHUNK), Duration::ZERO);
+    group.bench_function("new flow, no rule, steady state, 100,000 live flows", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, Table::Steady, CHUNK, Some((&mut e, &mut now))))
     });
-    let (mut e, mut now) = (insert_engine(Some(&policy), Table::Steady), Duration::ZERO);
-    group.bench_function("new flow, 10,000-rule policy, steady state", |b| {
-        b.iter_custom(|iters| insert_run(iters, Some(&policy), Table::Steady, Some((&mut e, &mut now))))
+    let (mut e, mut now) = (insert_engine(None, Table::Steady, SMALL_CHUNK), Duration::ZERO);
+    group.bench_function("new flow, no rule, steady state, 10,000 live flows", |b| {
+        b.iter_custom(|iters| insert_run(iters, None, Table::Steady, SMALL_CHUNK, Some((&mut e, &mut now))))
+    });
+    let (mut e, mut now) = (insert_engine(Some(&policy), Table::Steady, CHUNK), Duration::ZERO);
+    group.bench_function("new flow, 10,000-rule policy, steady state, 100,000 live flows", |b| {
+        b.iter_custom(|iters| insert_run(iters, Some(&policy), Table::Steady, CHUNK, Some((&mut e, &mut now))))
     });
     group.finish();
 }

@@ -1059,7 +1059,8 @@ fn selector_mode_compiles_the_policy_and_emits_differences() {
     // Two rules × two prefixes, each restricted to one of the MN's prefixes.
     assert_eq!(w.installed.len(), 4);
     for st in &w.installed {
-        let Steering::Selector { selector: TrafficSelector::Ipv6(sel), .. } = st else { panic!("{st:?}") };
+        let Steering::Selector { selector, .. } = st else { panic!("{st:?}") };
+        let TrafficSelector::Ipv6(sel) = &**selector else { panic!("{st:?}") };
         let dst = sel.dst_addr.unwrap();
         assert!([pref1(), pref2()].iter().any(|p| p.addr == dst.start), "{dst:?}");
     }

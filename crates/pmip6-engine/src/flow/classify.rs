@@ -106,7 +106,7 @@ pub enum PortSource {
 /// IPv4 flows keep their addresses as IPv4-mapped IPv6 addresses and a flow label of 0.
 // Aligned so that a key's copies on the stack are aligned words, which the hash then reads back
 // without store-forwarding stalls.
-#[derive(Debug, Clone, Copy, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[repr(align(16))]
 pub struct FlowKey {
@@ -118,7 +118,8 @@ pub struct FlowKey {
     pub src_port: u16,
     /// Destination port, or echo identifier; 0 without ports.
     pub dst_port: u16,
-    /// IPv6 flow label (20 bits); 0 for IPv4.
+    /// IPv6 flow label (20 bits, RFC 8200 §6); 0 for IPv4. Higher bits are no part of the
+    /// flow's identity: keys differing only there are equal (and [`FlowKey::v6`] clears them).
     pub flow_label: u32,
     /// The L4 protocol: the last Next Header of the walk (or IPv4 Protocol).
     pub protocol: u8,
@@ -136,7 +137,24 @@ impl PartialEq for FlowKey {
         u128::from(self.src) == u128::from(other.src)
             && u128::from(self.dst) == u128::from(other.dst)
             && self.packed_tail() == other.packed_tail()
-            && self.flow_label == other.flow_label
+    }
+}
+
+/// Ordered by source, destination, ports, flow label, protocol, version and port source: the
+/// fields in declaration order, as [`PartialEq`] sees them.
+impl Ord for FlowKey {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (u128::from(self.src), u128::from(self.dst), self.packed_tail()).cmp(&(
+            u128::from(other.src),
+            u128::from(other.dst),
+            other.packed_tail(),
+        ))
+    }
+}
+
+impl PartialOrd for FlowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -147,16 +165,21 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
+/// A key (its addresses and [`FlowKey::packed_tail`]) folded into one word with two
+/// multiplications.
+#[inline]
+pub(crate) fn fold_key(src: u128, dst: u128, tail: u64) -> u64 {
+    let a = folded_multiply((src >> 64) as u64 ^ 0x243f_6a88_85a3_08d3, src as u64 ^ 0x1319_8a2e_0370_7344);
+    let b = folded_multiply((dst >> 64) as u64 ^ 0xa409_3822_299f_31d0, dst as u64 ^ tail);
+    a ^ b.rotate_left(29)
+}
+
 impl Hash for FlowKey {
     /// Folds the key into one word with two multiplications, then hands that word to the map's
     /// hasher (which mixes it once more).
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let src = u128::from(self.src);
-        let dst = u128::from(self.dst);
-        let a = folded_multiply((src >> 64) as u64 ^ 0x243f_6a88_85a3_08d3, src as u64 ^ 0x1319_8a2e_0370_7344);
-        let b = folded_multiply((dst >> 64) as u64 ^ 0xa409_3822_299f_31d0, dst as u64 ^ self.packed_tail());
-        state.write_u64(a ^ b.rotate_left(29));
+        state.write_u64(fold_key(u128::from(self.src), u128::from(self.dst), self.packed_tail()));
     }
 }
 
@@ -167,6 +190,7 @@ impl FlowKey {
             Some((s, d)) => (s, d, PortSource::Transport),
             None => (0, 0, PortSource::None),
         };
+        let flow_label = flow_label & 0xF_FFFF;
         Self { src, dst, src_port, dst_port, flow_label, protocol, version: IpVersion::V6, ports: source }
     }
 

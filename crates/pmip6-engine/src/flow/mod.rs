@@ -42,4 +42,4 @@ pub use steering::{
     FlowConfig, FlowSteering, FlowSummary, MobileNodeError, MobileNodeView, MoveError, PrefixRequest, Steering,
     SteeringBatch, SteeringIntent, SteeringMode, SteeringStats, Verdict,
 };
-pub use table::{FlowCounters, FlowEntry, FlowHandle, FlowTable, Refusal};
+pub use table::{FlowCounters, FlowEntry, FlowHandle, FlowTable, KeyHash, Refusal};

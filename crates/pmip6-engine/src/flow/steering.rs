@@ -15,7 +15,7 @@ use super::policy::{
     Rule, RuleError, RuleRef, RuleRejection, RuleSet, TargetSpec, Tier, prefix_contains, prefix_range,
     validate_mobile_node_rules,
 };
-use super::table::{FlowHandle, FlowTable, NewFlow, Refusal};
+use super::table::{FlowHandle, FlowTable, KeyHash, NewFlow, Refusal};
 use crate::common::Now;
 
 /// How the data plane steers flows (DESIGN.md, "Data plane on Linux").
@@ -158,8 +158,8 @@ pub enum Steering {
     /// addresses); among one node's, the lowest `precedence` wins.
     Selector {
         /// Which packets; the destination is always within one of the MN's prefixes or
-        /// addresses.
-        selector: TrafficSelector,
+        /// addresses. (Boxed: per-flow entries, the frequent kind, stay small.)
+        selector: Box<TrafficSelector>,
         /// Lower first.
         precedence: u32,
         /// Where to.
@@ -496,7 +496,7 @@ impl FlowSteering {
     pub fn installed(&self) -> Vec<Steering> {
         let mut out: Vec<Steering> = match self.config.mode {
             SteeringMode::PerFlow => {
-                self.table.iter().map(|(_, e)| Steering::Flow { key: e.key, route: e.route }).collect()
+                self.table.iter().map(|(_, e)| Steering::Flow { key: e.key, route: e.route() }).collect()
             }
             SteeringMode::PerSelector => Vec::new(),
         };
@@ -795,13 +795,14 @@ impl FlowSteering {
     #[inline]
     pub fn handle_info(&mut self, now: Now, info: &PacketInfo) -> Verdict {
         self.stats.packets += 1;
-        if let Some((handle, fid, route)) = self.table.hit(&info.key, now, info.length) {
+        let hash = self.table.hash(&info.key);
+        if let Some((handle, fid, route)) = self.table.hit(hash, &info.key, now, info.length) {
             return Verdict::Flow { handle, fid, route, new: false };
         }
-        self.new_flow(now, info)
+        self.new_flow(now, info, hash)
     }
 
-    fn new_flow(&mut self, now: Now, info: &PacketInfo) -> Verdict {
+    fn new_flow(&mut self, now: Now, info: &PacketInfo, hash: KeyHash) -> Verdict {
         let Some(slot) = self.owner(&info.key) else {
             self.stats.not_mobile_node += 1;
             return Verdict::NotMobileNode;
@@ -829,10 +830,9 @@ impl FlowSteering {
             spi: info.spi,
             length: info.length,
             mn: slot,
-            route: decision.route,
             decision,
         };
-        match self.table.insert(now, new) {
+        match self.table.insert(now, hash, new) {
             Ok((handle, fid)) => {
                 self.stats.flows_created += 1;
                 if let Some((peer, prefix)) = request {
@@ -901,7 +901,7 @@ impl FlowSteering {
         self.pins.insert(handle, target);
         self.reconcile(handle, true);
         self.close_batch();
-        Ok(self.table.get(handle).map_or(Route::PrefixRoute, |e| e.route))
+        Ok(self.table.get(handle).map_or(Route::PrefixRoute, |e| e.route()))
     }
 
     /// Moves every live flow of `mn` matching `selector` to `target` (each pinned as by
@@ -946,7 +946,7 @@ impl FlowSteering {
         self.pins.remove(&handle);
         self.reconcile(handle, true);
         self.close_batch();
-        Ok(self.table.get(handle).map_or(Route::PrefixRoute, |e| e.route))
+        Ok(self.table.get(handle).map_or(Route::PrefixRoute, |e| e.route()))
     }
 
     /// A MAG refused to route `prefix` for the mobile node (RFC 7864: UPA status 131 or 132):
@@ -978,7 +978,7 @@ impl FlowSteering {
             self.stats.flows_expired += 1;
             self.pins.remove(&handle);
             if self.config.mode == SteeringMode::PerFlow {
-                self.emit_remove(Steering::Flow { key: e.key, route: e.route });
+                self.emit_remove(Steering::Flow { key: e.key, route: e.route() });
             }
         }
         self.close_batch();
@@ -1012,7 +1012,7 @@ impl FlowSteering {
             handle,
             fid: e.fid,
             key: e.key,
-            route: e.route,
+            route: e.route(),
             rule: e.decision.rule,
             preferred: e.decision.preferred,
             pinned: self.pins.contains_key(&handle),
@@ -1030,7 +1030,7 @@ impl FlowSteering {
         if let Some(e) = self.table.remove(handle) {
             self.stats.flows_dropped += 1;
             if self.config.mode == SteeringMode::PerFlow {
-                self.emit_remove(Steering::Flow { key: e.key, route: e.route });
+                self.emit_remove(Steering::Flow { key: e.key, route: e.route() });
             }
         }
     }
@@ -1044,7 +1044,7 @@ impl FlowSteering {
         };
         let Some(state) = self.mn(e.mn) else { return };
         let info = PacketInfo { key: e.key, traffic_class: e.traffic_class, spi: e.spi, length: 0, fragment: None };
-        let (route, previous) = (e.route, e.decision);
+        let (route, previous) = (e.route(), e.decision);
         let live = match route {
             Route::Tunnel(peer) => state.live(peer),
             Route::PrefixRoute => true,
@@ -1132,7 +1132,7 @@ impl FlowSteering {
                     (None, Fallback::BaseRoute) => Route::PrefixRoute,
                     (None, Fallback::NextRule) => continue,
                 };
-                wanted.push(Steering::Selector { selector, precedence, route });
+                wanted.push(Steering::Selector { selector: Box::new(selector), precedence, route });
                 precedence += 1;
             }
         }

@@ -6,7 +6,9 @@
 //!   by_key: FlowKey ──► (slot, FID, route,   one probe per packet (fixed-seed foldhash): the
 //!                        packets, bytes,      verdict and the counters live in the bucket, so
 //!                        last seen)           a packet touches no other memory
-//!   per_mn: MN ──► { FID ──► slot }       the MN's flows, and its FID allocator
+//!   per_mn[MN] = { slots, next FID,           the MN's flows (a list: one store per insert),
+//!                    FID ──► slot }        its FID allocator, and a FID index once its FIDs
+//!                                          have wrapped
 //!   slots[slot] = { key, MN, FID, route, decision, first seen }
 //!   deadlines: FIFO of (deadline, slot, generation)   lazily re-armed and lazily cleaned
 //! ```
@@ -32,11 +34,13 @@
 //! steps back, one may expire late. The per-packet path stays a hash probe and three stores.
 
 use core::fmt;
+use core::hash::BuildHasher;
 use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 
-use super::classify::FlowKey;
+use super::classify::{FlowKey, fold_key};
 use super::policy::{Decision, Route};
 use crate::common::Now;
 
@@ -71,9 +75,7 @@ pub struct FlowEntry {
     pub spi: Option<u32>,
     /// The RFC 6089 FID, unique among the owner's live flows, never 0.
     pub fid: u16,
-    /// Where its packets go now.
-    pub route: Route,
-    /// The decision that put it there.
+    /// The decision that put it where its packets go now.
     pub decision: Decision,
     pub(crate) mn: u32,
     first_seen: Nanos,
@@ -81,6 +83,11 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// Where its packets go now.
+    pub fn route(&self) -> Route {
+        self.decision.route
+    }
+
     /// When the first packet was seen.
     pub fn first_seen(&self) -> Now {
         Now::from_nanos(self.first_seen)
@@ -120,29 +127,60 @@ impl fmt::Display for Refusal {
 /// Room made for a mobile node's flows when its first flow arrives.
 const MN_FLOWS_RESERVED: usize = 16;
 
+/// Room a mobile node's flow list keeps when its flows go (4 KiB).
+const MN_MEMBERS_KEPT: usize = 1024;
+
 #[derive(Debug, Clone, Default)]
 struct MnFlows {
-    by_fid: HashMap<u16, u32, FixedState>,
+    /// The slots of the mobile node's flows, in no order; a flow's slot knows its position.
+    members: Vec<u32>,
     next_fid: u16,
+    /// FID → slot, kept from the first wrap of `next_fid` on. Until then every FID from
+    /// `next_fid` up is free, so an insert needs no index, and a lookup by FID (a control
+    /// operation) scans `members`.
+    fids: Option<HashMap<u16, u32, FixedState>>,
 }
 
-/// What a packet needs, kept in the hash map's bucket so that it costs one probe: the verdict
-/// and the counters. (With the counters in the slot, a packet of one of 10,000 flows cost a
-/// second cache miss: 62 ns against 44 ns here.)
+/// What a packet needs, kept in the hash table's bucket with its key so that it costs one
+/// probe: the verdict and the counters. (With the counters in the slot, a packet of one of
+/// 10,000 flows cost a second cache miss: 62 ns against 44 ns here.) The key is packed and the
+/// route interned, so a bucket is 80 octets, not 112: at 100,000 flows the table outgrows the
+/// caches, and a new flow's insert is bound by the memory it touches.
 #[derive(Debug, Clone, Copy)]
 struct Hot {
+    src: u128,
+    dst: u128,
+    /// [`FlowKey::packed_tail`].
+    tail: u64,
     packets: u64,
     bytes: u64,
     last_seen: Nanos,
     index: u32,
     generation: u32,
+    route: RouteId,
     fid: u16,
-    route: Route,
 }
+
+impl Hot {
+    #[inline]
+    fn is(&self, key: &FlowKey) -> bool {
+        self.src == u128::from(key.src) && self.dst == u128::from(key.dst) && self.tail == key.packed_tail()
+    }
+
+    #[inline]
+    fn fold(&self) -> u64 {
+        fold_key(self.src, self.dst, self.tail)
+    }
+}
+
+/// An interned [`Route`]: an index into [`FlowTable::routes`].
+type RouteId = u32;
 
 #[derive(Debug, Clone)]
 struct Slot {
     generation: u32,
+    /// Position in its mobile node's `members`.
+    member: u32,
     entry: Option<FlowEntry>,
 }
 
@@ -154,17 +192,27 @@ pub(crate) struct NewFlow {
     pub(crate) spi: Option<u32>,
     pub(crate) length: u32,
     pub(crate) mn: u32,
-    pub(crate) route: Route,
     pub(crate) decision: Decision,
 }
+
+/// A key's hash in the table ([`FlowTable::hash`]): computed once per packet, used by the
+/// probe of an existing flow and by the insert of a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(u64);
 
 /// The active flows.
 #[derive(Debug, Clone)]
 pub struct FlowTable {
-    by_key: HashMap<FlowKey, Hot, FixedState>,
+    by_key: HashTable<Hot>,
+    hasher: FixedState,
+    /// Every route a flow has taken, indexed by [`RouteId`] (one per MAG ever used, and the
+    /// base route), and the reverse.
+    routes: Vec<Route>,
+    route_ids: HashMap<Route, RouteId, FixedState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    per_mn: HashMap<u32, MnFlows, FixedState>,
+    /// Indexed by the mobile node's number (dense: [`super::FlowSteering`] reuses freed ones).
+    per_mn: Vec<MnFlows>,
     deadlines: VecDeque<(Nanos, u32, u32)>,
     capacity: usize,
     per_mn_limit: usize,
@@ -176,10 +224,13 @@ impl FlowTable {
     /// 65,535), expiring flows idle for `idle`.
     pub fn new(capacity: usize, per_mn_limit: usize, idle: Now) -> Self {
         Self {
-            by_key: HashMap::default(),
+            by_key: HashTable::new(),
+            hasher: FixedState::default(),
+            routes: Vec::new(),
+            route_ids: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            per_mn: HashMap::default(),
+            per_mn: Vec::new(),
             deadlines: VecDeque::new(),
             capacity,
             per_mn_limit: per_mn_limit.min(usize::from(u16::MAX)),
@@ -190,7 +241,8 @@ impl FlowTable {
     /// Reserves room for `flows` flows (at most the capacity) in every per-flow structure.
     pub fn reserve(&mut self, flows: usize) {
         let flows = flows.min(self.capacity).saturating_sub(self.by_key.len());
-        self.by_key.reserve(flows);
+        let hasher = &self.hasher;
+        self.by_key.reserve(flows, |h| hasher.hash_one(h.fold()));
         self.slots.reserve(flows);
         self.free.reserve(flows);
         self.deadlines.reserve(flows);
@@ -206,10 +258,37 @@ impl FlowTable {
         self.by_key.is_empty()
     }
 
+    /// `key`'s hash.
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> KeyHash {
+        KeyHash(self.hasher.hash_one(fold_key(u128::from(key.src), u128::from(key.dst), key.packed_tail())))
+    }
+
+    #[inline]
+    fn hot(&self, key: &FlowKey) -> Option<&Hot> {
+        self.by_key.find(self.hash(key).0, |h| h.is(key))
+    }
+
+    fn intern(&mut self, route: Route) -> RouteId {
+        if let Some(id) = self.route_ids.get(&route) {
+            return *id;
+        }
+        let id = self.routes.len() as RouteId;
+        self.routes.push(route);
+        self.route_ids.insert(route, id);
+        id
+    }
+
+    #[inline]
+    fn route(&self, id: RouteId) -> Route {
+        // Every id stored was returned by `intern`.
+        self.routes.get(id as usize).copied().unwrap_or(Route::PrefixRoute)
+    }
+
     /// The flow of `key`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<FlowHandle> {
-        let index = self.by_key.get(key)?.index;
+        let index = self.hot(key)?.index;
         let slot = self.slots.get(index as usize)?;
         Some(FlowHandle { index, generation: slot.generation })
     }
@@ -231,20 +310,27 @@ impl FlowTable {
         slot.entry.as_mut()
     }
 
-    /// Counts a packet of an existing flow: the per-packet path.
+    /// Counts a packet of an existing flow: the per-packet path. `hash` is `key`'s.
     #[inline]
-    pub(crate) fn hit(&mut self, key: &FlowKey, now: Now, length: u32) -> Option<(FlowHandle, u16, Route)> {
-        let hot = self.by_key.get_mut(key)?;
+    pub(crate) fn hit(
+        &mut self,
+        hash: KeyHash,
+        key: &FlowKey,
+        now: Now,
+        length: u32,
+    ) -> Option<(FlowHandle, u16, Route)> {
+        let hot = self.by_key.find_mut(hash.0, |h| h.is(key))?;
         hot.packets += 1;
         hot.bytes += u64::from(length);
         hot.last_seen = nanos(now);
-        Some((FlowHandle { index: hot.index, generation: hot.generation }, hot.fid, hot.route))
+        let (handle, fid, route) = (FlowHandle { index: hot.index, generation: hot.generation }, hot.fid, hot.route);
+        Some((handle, fid, self.route(route)))
     }
 
     /// A flow's counters.
     pub fn counters(&self, handle: FlowHandle) -> Option<FlowCounters> {
         let entry = self.get(handle)?;
-        let hot = self.by_key.get(&entry.key)?;
+        let hot = self.hot(&entry.key)?;
         Some(FlowCounters { packets: hot.packets, bytes: hot.bytes, last_seen: Now::from_nanos(hot.last_seen) })
     }
 
@@ -252,26 +338,35 @@ impl FlowTable {
     pub(crate) fn set_route(&mut self, handle: FlowHandle, decision: Decision) {
         let Some(e) = self.get_mut(handle) else { return };
         e.decision = decision;
-        e.route = decision.route;
         let key = e.key;
-        if let Some(hot) = self.by_key.get_mut(&key) {
-            hot.route = decision.route;
+        let hash = self.hash(&key).0;
+        let route = self.intern(decision.route);
+        if let Some(hot) = self.by_key.find_mut(hash, |h| h.is(&key)) {
+            hot.route = route;
         }
     }
 
     /// The flow of mobile node `mn` with `fid`.
     pub(crate) fn by_fid(&self, mn: u32, fid: u16) -> Option<FlowHandle> {
-        let index = *self.per_mn.get(&mn)?.by_fid.get(&fid)?;
+        let flows = self.per_mn.get(mn as usize)?;
+        let index = match &flows.fids {
+            Some(fids) => *fids.get(&fid)?,
+            None => *flows
+                .members
+                .iter()
+                .find(|&&i| self.slots.get(i as usize).and_then(|s| s.entry.as_ref()).is_some_and(|e| e.fid == fid))?,
+        };
         let slot = self.slots.get(index as usize)?;
         Some(FlowHandle { index, generation: slot.generation })
     }
 
     /// The flows of mobile node `mn`, in FID order.
     pub(crate) fn flows_of(&self, mn: u32) -> Vec<FlowHandle> {
-        let Some(flows) = self.per_mn.get(&mn) else {
+        let Some(flows) = self.per_mn.get(mn as usize) else {
             return Vec::new();
         };
-        let mut v: Vec<(u16, u32)> = flows.by_fid.iter().map(|(f, i)| (*f, *i)).collect();
+        let mut v: Vec<(u16, u32)> =
+            flows.members.iter().filter_map(|&i| Some((self.slots.get(i as usize)?.entry.as_ref()?.fid, i))).collect();
         v.sort_unstable();
         v.into_iter()
             .filter_map(|(_, index)| {
@@ -288,36 +383,51 @@ impl FlowTable {
         })
     }
 
-    /// Enters a new flow (its key must not be in the table).
-    pub(crate) fn insert(&mut self, now: Now, new: NewFlow) -> Result<(FlowHandle, u16), Refusal> {
+    /// Enters a new flow (its key must not be in the table); `hash` is its key's.
+    pub(crate) fn insert(&mut self, now: Now, hash: KeyHash, new: NewFlow) -> Result<(FlowHandle, u16), Refusal> {
         if self.by_key.len() >= self.capacity {
             return Err(Refusal::TableFull);
         }
+        let route = self.intern(new.decision.route);
         let per_mn_limit = self.per_mn_limit;
-        let flows = self.per_mn.entry(new.mn).or_insert_with(|| MnFlows {
-            by_fid: HashMap::with_capacity_and_hasher(MN_FLOWS_RESERVED, FixedState::default()),
-            next_fid: 0,
-        });
-        if flows.by_fid.len() >= per_mn_limit {
-            if flows.by_fid.is_empty() {
-                self.per_mn.remove(&new.mn);
-            }
+        let mn = new.mn as usize;
+        if mn >= self.per_mn.len() {
+            self.per_mn.resize_with(mn + 1, MnFlows::default);
+        }
+        let Some(flows) = self.per_mn.get_mut(mn) else {
+            return Err(Refusal::MobileNodeLimit);
+        };
+        if flows.members.len() >= per_mn_limit {
             return Err(Refusal::MobileNodeLimit);
         }
+        if flows.members.capacity() == 0 {
+            flows.members.reserve(MN_FLOWS_RESERVED);
+        }
         // RFC 6089 §4.2: FID 0 is reserved. Round-robin from the last one given; fewer than
-        // 65,535 live FIDs, so a free one is found.
+        // 65,535 live FIDs, so a free one is found (and before the first wrap, the next one is).
         let mut fid = flows.next_fid.max(1);
-        while flows.by_fid.contains_key(&fid) {
-            fid = fid.checked_add(1).unwrap_or(1);
+        if let Some(fids) = &flows.fids {
+            while fids.contains_key(&fid) {
+                fid = fid.checked_add(1).unwrap_or(1);
+            }
         }
         flows.next_fid = fid.checked_add(1).unwrap_or(1);
+        if fid == u16::MAX && flows.fids.is_none() {
+            // The first wrap: from now on FIDs below `next_fid` may be live.
+            let slots = &self.slots;
+            let fids = flows
+                .members
+                .iter()
+                .filter_map(|&i| Some((slots.get(i as usize)?.entry.as_ref()?.fid, i)))
+                .collect::<HashMap<_, _, _>>();
+            flows.fids = Some(fids);
+        }
         let now = nanos(now);
         let entry = FlowEntry {
             key: new.key,
             traffic_class: new.traffic_class,
             spi: new.spi,
             fid,
-            route: new.route,
             decision: new.decision,
             mn: new.mn,
             first_seen: now,
@@ -326,7 +436,7 @@ impl FlowTable {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, entry: None });
+                self.slots.push(Slot { generation: 0, member: 0, entry: None });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -335,18 +445,26 @@ impl FlowTable {
         };
         let armed = entry.armed;
         slot.entry = Some(entry);
+        slot.member = flows.members.len() as u32;
         let handle = FlowHandle { index, generation: slot.generation };
-        flows.by_fid.insert(fid, index);
+        flows.members.push(index);
+        if let Some(fids) = &mut flows.fids {
+            fids.insert(fid, index);
+        }
         let hot = Hot {
+            src: u128::from(new.key.src),
+            dst: u128::from(new.key.dst),
+            tail: new.key.packed_tail(),
             packets: 1,
             bytes: u64::from(new.length),
             last_seen: now,
             index,
             generation: handle.generation,
             fid,
-            route: new.route,
+            route,
         };
-        self.by_key.insert(new.key, hot);
+        let hasher = &self.hasher;
+        self.by_key.insert_unique(hash.0, hot, |h| hasher.hash_one(h.fold()));
         self.deadlines.push_back((armed, index, handle.generation));
         Ok((handle, fid))
     }
@@ -359,23 +477,46 @@ impl FlowTable {
         }
         let entry = slot.entry.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        let slot_member = slot.member;
         self.free.push(handle.index);
-        self.by_key.remove(&entry.key);
+        let hash = self.hash(&entry.key).0;
+        if let Ok(hot) = self.by_key.find_entry(hash, |h| h.is(&entry.key)) {
+            hot.remove();
+        }
         if self.deadlines.len() > 2 * self.by_key.len() + 64 {
             let slots = &self.slots;
             self.deadlines.retain(|&(_, i, g)| slots.get(i as usize).is_some_and(|s| s.generation == g));
         }
         // The MN's FID cursor stays (round-robin goes on) until the MN is forgotten.
-        if let Some(flows) = self.per_mn.get_mut(&entry.mn) {
-            flows.by_fid.remove(&entry.fid);
+        if let Some(flows) = self.per_mn.get_mut(entry.mn as usize) {
+            let position = slot_member as usize;
+            if flows.members.get(position) == Some(&handle.index) {
+                flows.members.swap_remove(position);
+                if let Some(&moved) = flows.members.get(position) {
+                    if let Some(s) = self.slots.get_mut(moved as usize) {
+                        s.member = slot_member;
+                    }
+                }
+            }
+            // A list that held many flows gives most of its room back; small ones keep theirs,
+            // so that a node whose flows come and go does not reallocate.
+            let (len, room) = (flows.members.len(), flows.members.capacity());
+            if room > MN_MEMBERS_KEPT && len < room / 8 {
+                flows.members.shrink_to(2 * len);
+            }
+            if let Some(fids) = &mut flows.fids {
+                fids.remove(&entry.fid);
+            }
         }
         Some(entry)
     }
 
     /// Forgets a mobile node's FID state; its flows must be removed first.
     pub(crate) fn forget_mobile_node(&mut self, mn: u32) {
-        if self.per_mn.get(&mn).is_some_and(|f| f.by_fid.is_empty()) {
-            self.per_mn.remove(&mn);
+        if let Some(flows) = self.per_mn.get_mut(mn as usize)
+            && flows.members.is_empty()
+        {
+            *flows = MnFlows::default();
         }
     }
 
@@ -393,19 +534,15 @@ impl FlowTable {
                 return None;
             }
             self.deadlines.pop_front();
-            let Some(slot) = self.slots.get_mut(index as usize) else {
+            let Some(key) = self.get(FlowHandle { index, generation }).map(|e| e.key) else {
                 continue;
             };
-            if slot.generation != generation {
-                continue;
-            }
-            let Some(entry) = slot.entry.as_mut() else {
-                continue;
-            };
-            let last_seen = self.by_key.get(&entry.key).map_or(0, |hot| hot.last_seen);
+            let last_seen = self.hot(&key).map_or(0, |hot| hot.last_seen);
             let due = last_seen.saturating_add(self.idle);
             if due > now {
-                entry.armed = due;
+                if let Some(entry) = self.get_mut(FlowHandle { index, generation }) {
+                    entry.armed = due;
+                }
                 self.deadlines.push_back((due, index, generation));
                 continue;
             }
@@ -427,58 +564,61 @@ mod tests {
     }
 
     fn new(port: u16, mn: u32) -> NewFlow {
-        NewFlow {
-            key: key(port),
-            traffic_class: 0,
-            spi: None,
-            length: 100,
-            mn,
-            route: Route::PrefixRoute,
-            decision: Decision::DEFAULT,
-        }
+        NewFlow { key: key(port), traffic_class: 0, spi: None, length: 100, mn, decision: Decision::DEFAULT }
+    }
+
+    fn put(t: &mut FlowTable, now: Now, new: NewFlow) -> Result<(FlowHandle, u16), Refusal> {
+        t.insert(now, t.hash(&new.key), new)
     }
 
     #[test]
     fn fids_are_per_mobile_node_nonzero_and_not_reused_at_once() {
         let mut t = FlowTable::new(10, 3, Duration::from_secs(10));
-        let (h1, f1) = t.insert(Duration::ZERO, new(1, 0)).unwrap();
-        let (_, f2) = t.insert(Duration::ZERO, new(2, 0)).unwrap();
-        let (_, g1) = t.insert(Duration::ZERO, new(3, 1)).unwrap();
+        let (h1, f1) = put(&mut t, Duration::ZERO, new(1, 0)).unwrap();
+        let (_, f2) = put(&mut t, Duration::ZERO, new(2, 0)).unwrap();
+        let (_, g1) = put(&mut t, Duration::ZERO, new(3, 1)).unwrap();
         assert_eq!((f1, f2, g1), (1, 2, 1));
         t.remove(h1).unwrap();
-        let (_, f3) = t.insert(Duration::ZERO, new(4, 0)).unwrap();
+        let (_, f3) = put(&mut t, Duration::ZERO, new(4, 0)).unwrap();
         assert_eq!(f3, 3, "round-robin: FID 1 is not handed out again at once");
-        t.insert(Duration::ZERO, new(5, 0)).unwrap();
-        assert_eq!(t.insert(Duration::ZERO, new(6, 0)), Err(Refusal::MobileNodeLimit));
+        put(&mut t, Duration::ZERO, new(5, 0)).unwrap();
+        assert_eq!(put(&mut t, Duration::ZERO, new(6, 0)), Err(Refusal::MobileNodeLimit));
         assert!(t.get(h1).is_none(), "stale handle");
     }
 
     #[test]
     fn fid_wraps_past_65535_skipping_zero_and_live_ones() {
         let mut t = FlowTable::new(10, 10, Duration::from_secs(10));
-        t.per_mn.entry(0).or_default().next_fid = u16::MAX;
-        let (_, a) = t.insert(Duration::ZERO, new(1, 0)).unwrap();
-        let (_, b) = t.insert(Duration::ZERO, new(2, 0)).unwrap();
+        t.per_mn.resize_with(1, MnFlows::default);
+        t.per_mn[0].next_fid = u16::MAX;
+        let (_, a) = put(&mut t, Duration::ZERO, new(1, 0)).unwrap();
+        let (_, b) = put(&mut t, Duration::ZERO, new(2, 0)).unwrap();
         assert_eq!((a, b), (u16::MAX, 1));
+        // Past the wrap, FIDs still live are skipped.
+        let (_, c) = put(&mut t, Duration::ZERO, new(3, 0)).unwrap();
+        assert_eq!(c, 2);
+        t.per_mn[0].next_fid = 1;
+        let (_, d) = put(&mut t, Duration::ZERO, new(4, 0)).unwrap();
+        assert_eq!(d, 3, "FIDs 1 and 2 are live");
     }
 
     #[test]
     fn capacity_is_a_hard_bound() {
         let mut t = FlowTable::new(2, 100, Duration::from_secs(10));
-        t.insert(Duration::ZERO, new(1, 0)).unwrap();
-        t.insert(Duration::ZERO, new(2, 1)).unwrap();
-        assert_eq!(t.insert(Duration::ZERO, new(3, 2)), Err(Refusal::TableFull));
+        put(&mut t, Duration::ZERO, new(1, 0)).unwrap();
+        put(&mut t, Duration::ZERO, new(2, 1)).unwrap();
+        assert_eq!(put(&mut t, Duration::ZERO, new(3, 2)), Err(Refusal::TableFull));
         assert_eq!(t.len(), 2);
-        assert!(!t.per_mn.contains_key(&2));
+        assert!(t.per_mn.get(2).is_none_or(|f| f.members.is_empty()));
     }
 
     #[test]
     fn idle_flows_expire_and_active_ones_are_rearmed() {
         let s = Duration::from_secs;
         let mut t = FlowTable::new(10, 10, s(10));
-        t.insert(s(0), new(1, 0)).unwrap();
-        t.insert(s(0), new(2, 0)).unwrap();
-        assert!(t.hit(&key(2), s(8), 100).is_some());
+        put(&mut t, s(0), new(1, 0)).unwrap();
+        put(&mut t, s(0), new(2, 0)).unwrap();
+        assert!(t.hit(t.hash(&key(2)), &key(2), s(8), 100).is_some());
         assert_eq!(t.next_deadline(), Some(s(10)));
         let (_, gone) = t.pop_idle(s(10)).unwrap();
         assert_eq!(gone.key, key(1));
@@ -489,5 +629,66 @@ mod tests {
         assert_eq!((c.packets, c.bytes, c.last_seen), (2, 200, s(8)));
         t.pop_idle(s(18)).unwrap();
         assert!(t.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Inserts and removals in any order, across FID wraps: each mobile node's flows, FIDs
+        /// and FID lookups always agree with a model.
+        #[test]
+        fn mobile_node_lists_and_fid_lookups_follow_a_model(
+            ops in proptest::collection::vec((0u8..4, 0u32..3, 0usize..64), 1..300),
+        ) {
+            use std::collections::BTreeMap;
+            let mut t = FlowTable::new(1_000, 40, Duration::from_secs(10));
+            // (mn, fid) -> port of the flow
+            let mut model: BTreeMap<(u32, u16), u16> = BTreeMap::new();
+            let mut port = 0u16;
+            for (op, mn, pick) in ops {
+                match op {
+                    0 | 1 => {
+                        port += 1;
+                        match put(&mut t, Duration::ZERO, new(port, mn)) {
+                            Ok((_, fid)) => {
+                                proptest::prop_assert!(fid != 0);
+                                proptest::prop_assert!(model.insert((mn, fid), port).is_none(), "FID {} live twice", fid);
+                            }
+                            Err(Refusal::MobileNodeLimit) => {
+                                proptest::prop_assert_eq!(model.keys().filter(|(m, _)| *m == mn).count(), 40);
+                            }
+                            Err(e) => proptest::prop_assert!(false, "{:?}", e),
+                        }
+                    }
+                    2 => {
+                        let live: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                        if let Some(&((m, fid), p)) = live.get(pick % live.len().max(1)) {
+                            let h = t.lookup(&key(p)).unwrap();
+                            let e = t.remove(h).unwrap();
+                            proptest::prop_assert_eq!((e.mn, e.fid), (m, fid));
+                            model.remove(&(m, fid));
+                        }
+                    }
+                    _ => {
+                        // Jump the MN's FID cursor close to the wrap (forward only, as the
+                        // cursor moves, until the index exists).
+                        if let Some(f) = t.per_mn.get_mut(mn as usize) {
+                            let to = u16::MAX - (pick as u16 % 8);
+                            if f.fids.is_some() || to > f.next_fid {
+                                f.next_fid = to;
+                            }
+                        }
+                    }
+                }
+                for m in 0..3u32 {
+                    let want: Vec<u16> = model.keys().filter(|(x, _)| *x == m).map(|(_, f)| *f).collect();
+                    let got: Vec<u16> = t.flows_of(m).iter().map(|h| t.get(*h).unwrap().fid).collect();
+                    proptest::prop_assert_eq!(&got, &want);
+                    for fid in &want {
+                        let h = t.by_fid(m, *fid).unwrap();
+                        let e = t.get(h).unwrap();
+                        proptest::prop_assert_eq!((e.mn, e.fid, e.key), (m, *fid, key(model[&(m, *fid)])));
+                    }
+                }
+            }
+        }
     }
 }
