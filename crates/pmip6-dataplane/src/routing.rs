@@ -795,6 +795,7 @@ impl Routing {
                 Ok(())
             }
             Resource::Steering(_) => Ok(()),
+            Resource::Ipv4HomeAddressToTunnel { address, .. } => Err(ipv4_unsupported(address)),
         }
     }
 
@@ -845,6 +846,7 @@ impl Routing {
                 ignore_missing(r).map_err(netlink("source route rule"))
             }
             Resource::Steering(_) => Ok(()),
+            Resource::Ipv4HomeAddressToTunnel { address, .. } => Err(ipv4_unsupported(address)),
         }
     }
 
@@ -1315,6 +1317,13 @@ fn rule_entry(m: &RuleMessage) -> RuleEntry {
         }
     }
     entry
+}
+
+/// RFC 5844 IPv4 home addresses: the engines assign and signal them, but this data plane has
+/// no IPv4-in-IPv6 forwarding yet, so an intent for one is refused by name (the daemons do
+/// not offer IPv4 home addresses until it has).
+fn ipv4_unsupported(address: core::net::Ipv4Addr) -> RoutingError {
+    RoutingError::Unsupported(format!("IPv4 home address {address}: no IPv4-in-IPv6 forwarding in this data plane"))
 }
 
 #[cfg(test)]

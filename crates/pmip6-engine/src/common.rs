@@ -1,7 +1,7 @@
 //! What both engines exchange with their driver: time, received messages, messages to send,
 //! data-plane intents, and the RFC 6275 sequence-number arithmetic.
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use pmip6_wire::Message;
@@ -75,6 +75,14 @@ pub enum Resource {
     PrefixToTunnel {
         /// A home network prefix.
         prefix: Prefix,
+        /// The MAG's Proxy-CoA.
+        peer: Ipv6Addr,
+    },
+    /// At the LMA: downlink IPv4 packets for the home address `address` go into the tunnel to
+    /// the MAG `peer`, IPv4 in IPv6 (RFC 5844 §3.1.4).
+    Ipv4HomeAddressToTunnel {
+        /// A mobile node's IPv4 home address.
+        address: Ipv4Addr,
         /// The MAG's Proxy-CoA.
         peer: Ipv6Addr,
     },

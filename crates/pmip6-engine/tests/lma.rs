@@ -13,20 +13,20 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use pmip6_engine::flow::{MoveError, OperatorRule, Route, Rule, Scope, Steering, TargetSpec, Verdict};
 use pmip6_engine::lma::{
-    BindingState, DeleteReason, Lma, LmaConfig, LmaEvent, MessageOrdering, MobileNodePolicy, NotificationAnswer,
-    NotifyMode, RevocationScope,
+    BindingState, DeleteReason, Ipv4HomeNetwork, Lma, LmaConfig, LmaEvent, MessageOrdering, MobileNodePolicy,
+    NotificationAnswer, NotifyMode, RevocationScope,
 };
 use pmip6_engine::{Intent, Received, Resource, Transmit};
 use pmip6_wire::{
     AccessTechnologyType as Att, BaFlags, BaStatus, BindingAck, BindingErrorStatus, BindingRevocation, BindingUpdate,
-    BuFlags, HandoffIndicator as Hi, Heartbeat, HeartbeatFlags, Message, MnIdentifier, MobilityOption, ParseConfig,
-    Prefix, RevocationFlags, RevocationKind, RevocationStatus, RevocationTrigger, Timestamp, UnknownMessage, UpaStatus,
-    UpdateNotification, UpdateNotificationAck, UpnFlags,
+    BuFlags, HandoffIndicator as Hi, Heartbeat, HeartbeatFlags, Ipv4HoaReplyStatus, Message, MnIdentifier,
+    MobilityOption, ParseConfig, Prefix, RevocationFlags, RevocationKind, RevocationStatus, RevocationTrigger,
+    Timestamp, UnknownMessage, UpaStatus, UpdateNotification, UpdateNotificationAck, UpnFlags,
 };
 
 // ---- a heap counter for the memory test (per thread: tests run in parallel) ------------------
@@ -155,6 +155,7 @@ struct Pbu {
     ts: Ts,
     muho: bool,
     flags: BuFlags,
+    ipv4: Vec<Ipv4Addr>,
 }
 
 fn pbu(mn: &'static str) -> Pbu {
@@ -170,6 +171,7 @@ fn pbu(mn: &'static str) -> Pbu {
         ts: Ts::Now,
         muho: false,
         flags: BuFlags::A | BuFlags::P,
+        ipv4: Vec::new(),
     }
 }
 
@@ -222,6 +224,11 @@ impl Pbu {
         self.flags = f;
         self
     }
+    /// Adds an IPv4 Home Address Request option (RFC 5844) for `a` (0.0.0.0: assign one).
+    fn ipv4(mut self, a: Ipv4Addr) -> Self {
+        self.ipv4.push(a);
+        self
+    }
 
     fn message(&self, now: Duration, bump: u64) -> Message {
         let mut options = Vec::new();
@@ -253,6 +260,10 @@ impl Pbu {
         if self.muho {
             options.push(MobilityOption::MuHo { option_type: 18, prefix: Prefix::ALL_ZERO });
         }
+        options.extend(self.ipv4.iter().map(|a| MobilityOption::Ipv4HomeAddressRequest {
+            prefix_len: if a.is_unspecified() { 0 } else { 32 },
+            address: *a,
+        }));
         Message::BindingUpdate(BindingUpdate {
             sequence: self.seq,
             flags: self.flags,
@@ -292,6 +303,7 @@ fn find<T>(options: &[MobilityOption], f: impl Fn(&MobilityOption) -> Option<T>)
 struct DataPlane {
     tunnels: BTreeSet<Ipv6Addr>,
     routes: BTreeMap<Prefix, Ipv6Addr>,
+    ipv4_routes: BTreeMap<Ipv4Addr, Ipv6Addr>,
     steering: BTreeSet<Steering>,
 }
 
@@ -312,6 +324,7 @@ impl DataPlane {
             Intent::Remove(Resource::Tunnel { peer, .. }) => {
                 assert!(self.tunnels.remove(peer), "tunnel to {peer} removed but absent");
                 assert!(!self.routes.values().any(|p| p == peer), "tunnel to {peer} removed under a route");
+                assert!(!self.ipv4_routes.values().any(|p| p == peer), "tunnel to {peer} removed under an IPv4 route");
                 assert!(
                     !self.steering.iter().any(|s| steering_tunnel(s) == Some(*peer)),
                     "tunnel to {peer} removed under a steering entry"
@@ -333,6 +346,18 @@ impl DataPlane {
             }
             Intent::Remove(Resource::PrefixToTunnel { prefix, peer }) => {
                 assert_eq!(self.routes.remove(prefix), Some(*peer), "route {prefix} via {peer} removed but absent");
+            }
+            Intent::Add(Resource::Ipv4HomeAddressToTunnel { address, peer }) => {
+                assert!(self.tunnels.contains(peer), "route {address} into missing tunnel {peer}");
+                let old = self.ipv4_routes.insert(*address, *peer);
+                assert!(old.is_none(), "second route for {address}: {old:?} and {peer}");
+            }
+            Intent::Remove(Resource::Ipv4HomeAddressToTunnel { address, peer }) => {
+                assert_eq!(
+                    self.ipv4_routes.remove(address),
+                    Some(*peer),
+                    "route {address} via {peer} removed but absent"
+                );
             }
             other => panic!("an LMA never emits {other:?}"),
         }
@@ -390,6 +415,7 @@ impl World {
     fn check_invariants(&self) {
         let cache = self.lma.binding_cache();
         let mut routes = BTreeMap::new();
+        let mut ipv4_routes = BTreeMap::new();
         let mut tunnels = BTreeSet::new();
         for b in cache.iter() {
             if b.state() == BindingState::Active {
@@ -397,12 +423,16 @@ impl World {
                 for p in b.prefixes() {
                     assert!(routes.insert(*p, peer).is_none(), "prefix {p} in two entries");
                 }
+                if let Some(a) = b.ipv4_home_address() {
+                    assert!(ipv4_routes.insert(a, peer).is_none(), "IPv4 home address {a} in two entries");
+                }
                 tunnels.extend(b.attachments().map(|a| a.proxy_coa()));
             } else {
                 assert_eq!(b.route_peer(), None);
             }
         }
         assert_eq!(self.dp.routes, routes, "data plane routes = active entries' prefixes");
+        assert_eq!(self.dp.ipv4_routes, ipv4_routes, "data plane IPv4 routes = active entries' home addresses");
         assert_eq!(self.dp.tunnels, tunnels, "data plane tunnels = MAGs with active attachments");
         if let Some(flows) = self.lma.flow_steering() {
             let installed: BTreeSet<Steering> = flows.installed().into_iter().collect();
@@ -2242,4 +2272,184 @@ fn draft_5_4_a_flow_of_the_shared_prefix_moves_between_the_accesses_and_fails_ov
     assert_eq!(w.dp.tunnels, BTreeSet::from([mag(2)]));
     assert!(!w.dp.steering.iter().any(|s| steering_tunnel(s) == Some(mag(1))));
     assert_eq!(w.lma.binding_cache().by_prefix(&pref).unwrap().prefixes(), &[pref]);
+}
+
+// ---- RFC 5844: IPv4 home addresses -----------------------------------------------------------
+
+const V4_ROUTER: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
+
+fn v4(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, 0, host)
+}
+
+/// `config()` with the IPv4 home network 10.64.0.0/`len`.
+fn ipv4_config(len: u8) -> LmaConfig {
+    let mut c = config();
+    c.ipv4_home_network =
+        Some(Ipv4HomeNetwork { network: Ipv4Addr::new(10, 64, 0, 0), prefix_len: len, default_router: V4_ROUTER });
+    c
+}
+
+/// The PBA's IPv4 Home Address Reply: (status, prefix length, address).
+fn ipv4_reply(ba: &BindingAck) -> Option<(Ipv4HoaReplyStatus, u8, Ipv4Addr)> {
+    find(&ba.options, |o| match o {
+        MobilityOption::Ipv4HomeAddressReply { status, prefix_len, address } => Some((*status, *prefix_len, *address)),
+        _ => None,
+    })
+}
+
+fn ipv4_router(ba: &BindingAck) -> Option<Ipv4Addr> {
+    find(&ba.options, |o| match o {
+        MobilityOption::Ipv4DefaultRouter(a) => Some(*a),
+        _ => None,
+    })
+}
+
+fn v4_route(address: Ipv4Addr, peer: Ipv6Addr) -> Resource {
+    Resource::Ipv4HomeAddressToTunnel { address, peer }
+}
+
+#[test]
+fn rfc5844_3_1_3_an_ipv4_home_address_is_assigned_routed_kept_across_a_handoff_and_released() {
+    let mut w = World::new(ipv4_config(24));
+    let ba = w.register(mag(1), &pbu("mn1@example.net").ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ba.status, BaStatus::Accepted);
+    // .0 is the network and .1 the default router: the first home address is .2.
+    assert_eq!(ipv4_reply(&ba), Some((Ipv4HoaReplyStatus::Success, 24, v4(2))));
+    assert_eq!(ipv4_router(&ba), Some(V4_ROUTER), "RFC 5844 §3.3.3: the default router comes with it");
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)], "the IPv6 binding is made as always");
+    assert_eq!(
+        w.take_intents(),
+        vec![
+            Intent::Add(tunnel(mag(1))),
+            Intent::Add(route(pool_prefix(0), mag(1))),
+            Intent::Add(v4_route(v4(2), mag(1)))
+        ]
+    );
+    let b = w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap();
+    assert_eq!(b.ipv4_home_address(), Some(v4(2)));
+
+    // Another mobile node gets another address.
+    let other = w.register(mag(1), &pbu("mn2@example.net").lli(mac(9)).ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ipv4_reply(&other), Some((Ipv4HoaReplyStatus::Success, 24, v4(3))));
+    w.take_intents();
+
+    // A handoff keeps the address and moves its route with the prefix.
+    let ba = w.register(mag(2), &pbu("mn1@example.net").hi(Hi::BetweenMags).ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ipv4_reply(&ba), Some((Ipv4HoaReplyStatus::Success, 24, v4(2))));
+    let intents = w.take_intents();
+    assert!(intents.contains(&Intent::Remove(v4_route(v4(2), mag(1)))), "{intents:?}");
+    assert!(intents.contains(&Intent::Add(v4_route(v4(2), mag(2)))), "{intents:?}");
+    // Asking for its own address by value is the same.
+    let ba = w.register(mag(2), &pbu("mn1@example.net").hi(Hi::NotChanged).seq(2).ipv4(v4(2)));
+    assert_eq!(ipv4_reply(&ba), Some((Ipv4HoaReplyStatus::Success, 24, v4(2))));
+    assert!(w.take_intents().is_empty(), "a refresh changes no route");
+
+    // De-registration withdraws the route at once; deletion releases the address.
+    let ba = w.register(mag(2), &pbu("mn1@example.net").hnp(pool_prefix(0)).lifetime(0).seq(3));
+    assert_eq!((ba.status, ba.lifetime), (BaStatus::Accepted, 0));
+    assert!(w.take_intents().contains(&Intent::Remove(v4_route(v4(2), mag(2)))));
+    w.advance(secs(11));
+    assert!(w.lma.binding_cache().iter().all(|b| b.ipv4_home_address() != Some(v4(2))));
+}
+
+#[test]
+fn rfc5844_3_1_3_a_pbu_without_the_request_gives_the_address_up() {
+    let mut w = World::new(ipv4_config(24));
+    w.register(mag(1), &pbu("mn1@example.net").ipv4(Ipv4Addr::UNSPECIFIED));
+    w.take_intents();
+    // A MAG that does not ask cannot deliver IPv4 to the mobile node.
+    let ba = w.register(mag(2), &pbu("mn1@example.net").hi(Hi::BetweenMags));
+    assert_eq!(ipv4_reply(&ba), None, "no request, no reply");
+    let intents = w.take_intents();
+    assert!(intents.contains(&Intent::Remove(v4_route(v4(2), mag(1)))), "{intents:?}");
+    assert!(!intents.iter().any(|i| matches!(i, Intent::Add(Resource::Ipv4HomeAddressToTunnel { .. }))));
+    assert_eq!(w.lma.binding_cache().by_prefix(&pool_prefix(0)).unwrap().ipv4_home_address(), None);
+}
+
+#[test]
+fn rfc5844_3_1_3_failed_ipv4_requests_say_why_and_keep_the_ipv6_binding() {
+    // Not offered at all: 129, the IPv6 binding accepted.
+    let mut w = World::new(config());
+    let ba = w.register(mag(1), &pbu("mn1@example.net").ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ba.status, BaStatus::Accepted);
+    assert_eq!(ipv4_reply(&ba).map(|r| r.0), Some(Ipv4HoaReplyStatus::AdministrativelyProhibited));
+    assert_eq!(ipv4_router(&ba), None);
+    assert_eq!(hnps_of(&ba.options), vec![pool_prefix(0)]);
+
+    // A /29: .1 is the router, .2 to .6 are home addresses.
+    let mut w = World::new(ipv4_config(29));
+    for (i, mn) in ["a@x", "b@x", "c@x", "d@x", "e@x"].into_iter().enumerate() {
+        let ba = w.register(mag(1), &pbu(mn).lli(mac(i as u8 + 1)).ipv4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(ipv4_reply(&ba), Some((Ipv4HoaReplyStatus::Success, 29, v4(i as u8 + 2))));
+    }
+    let ba = w.register(mag(1), &pbu("f@x").lli(mac(6)).ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ba.status, BaStatus::Accepted);
+    assert_eq!(ipv4_reply(&ba).map(|r| r.0), Some(Ipv4HoaReplyStatus::DynamicAssignmentNotAvailable));
+    // Another node's address, and addresses that are no home address.
+    let ba = w.register(mag(1), &pbu("g@x").lli(mac(7)).ipv4(v4(2)));
+    assert_eq!(ipv4_reply(&ba).map(|r| r.0), Some(Ipv4HoaReplyStatus::IncorrectIpv4HomeAddress));
+    for bad in [V4_ROUTER, v4(7), Ipv4Addr::new(192, 0, 2, 1)] {
+        let ba = w.register(mag(1), &pbu("h@x").lli(mac(8)).ipv4(bad));
+        assert_eq!(ipv4_reply(&ba).map(|r| r.0), Some(Ipv4HoaReplyStatus::InvalidIpv4Address), "{bad}");
+    }
+    assert_eq!(
+        w.lma.binding_cache().iter().filter_map(|b| b.ipv4_home_address()).count(),
+        5,
+        "failed requests assigned nothing"
+    );
+    // RFC 5844 §3.1.3: one IPv4 home address per session; two requests are refused whole.
+    let before = w.lma.binding_cache().len();
+    let ba = w.register(mag(1), &pbu("i@x").lli(mac(10)).ipv4(Ipv4Addr::UNSPECIFIED).ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ba.status, BaStatus::MultipleIpv4HomeAddressAssignmentNotSupported);
+    assert_eq!(w.lma.binding_cache().len(), before);
+}
+
+fn udp4(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&[192, 0, 2, 10]);
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 8, 0, 0]);
+    p
+}
+
+#[test]
+fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
+    use pmip6_wire::selector::{FieldRange, Ipv4Selector, TrafficSelector};
+    let mut w = World::new(ipv4_config(24));
+    let wlan =
+        w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).muho().ipv4(Ipv4Addr::UNSPECIFIED));
+    let home = ipv4_reply(&wlan).unwrap().2;
+    let pref1 = hnps_of(&wlan.options)[0];
+    w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).lli(mac(2)).muho());
+    for m in w.take_sent(mag(1)) {
+        if let Message::UpdateNotification(u) = m {
+            w.deliver(mag(1), upa(u.sequence, UpaStatus::Success));
+        }
+    }
+    let video = TrafficSelector::Ipv4(Ipv4Selector {
+        dst_port: Some(FieldRange::exact(5004)),
+        protocol: Some(FieldRange::exact(17)),
+        ..Ipv4Selector::default()
+    });
+    let rule = Rule::new(video, TargetSpec::AccessTechnology(Att::Utran));
+    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
+    w.step();
+
+    // The IPv4 video flow to the home address goes to UTRAN; another IPv4 flow, and an IPv6
+    // flow on the same port, follow the base routes.
+    let (_, r) = w.packet(&udp4(home, 40000, 5004));
+    assert_eq!(r, Route::Tunnel(mag(2)));
+    let (_, r) = w.packet(&udp4(home, 40001, 80));
+    assert_eq!(r, Route::PrefixRoute);
+    let (_, r) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
+    assert_eq!(r, Route::PrefixRoute, "an IPv4 selector does not match IPv6");
+    // Another address of the home network is no mobile node's.
+    let v = w.lma.handle_packet(w.now, &udp4(v4(200), 40000, 5004)).unwrap();
+    assert_eq!(v, Verdict::NotMobileNode);
+    let mn = nai("mn@example.net");
+    let flows = w.lma.flow_steering().unwrap().flows(&mn);
+    assert_eq!(flows.iter().filter(|f| f.key.dst_ip() == std::net::IpAddr::V4(home)).count(), 2);
 }

@@ -108,6 +108,11 @@ fn resource_json(r: &Resource) -> Value {
             "interface": interface.0,
             "peer": peer.to_string(),
         }),
+        Resource::Ipv4HomeAddressToTunnel { address, peer } => json!({
+            "kind": "ipv4-home-address-to-tunnel",
+            "address": address.to_string(),
+            "peer": peer.to_string(),
+        }),
         Resource::Steering(s) => json!({ "kind": "steering", "detail": format!("{s:?}") }),
     }
 }

@@ -26,7 +26,7 @@
 //! use.
 
 use core::fmt;
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeSet;
 
 use pmip6_wire::{AccessTechnologyType, MnIdentifier, Prefix, Timestamp};
@@ -304,6 +304,8 @@ pub(crate) struct Binding {
     pub(crate) prefixes: PrefixList,
     /// RFC 5213 §5.1: the MAG link-local address; unspecified when none is known.
     pub(crate) mag_lla: Ipv6Addr,
+    /// RFC 5844 §3.1.1: the IPv4 home address, when the session has one.
+    pub(crate) ipv4_home_address: Option<Ipv4Addr>,
     deadline: Nanos,
     primary: Attachment,
     extra: Vec<Attachment>,
@@ -316,6 +318,7 @@ impl Binding {
             state: BindingState::Active,
             prefixes,
             mag_lla: Ipv6Addr::UNSPECIFIED,
+            ipv4_home_address: None,
             deadline: attachment.expires,
             primary: attachment,
             extra: Vec::new(),
@@ -443,6 +446,7 @@ pub struct BindingCache {
     free_groups: Vec<u32>,
     by_mn: Map<MnIdentifier, u32>,
     by_prefix: Map<Prefix, BindingId>,
+    by_ipv4: Map<Ipv4Addr, BindingId>,
     by_link: Map<LinkKey, BindingId>,
     deadlines: BTreeSet<(Nanos, BindingId)>,
 }
@@ -489,6 +493,11 @@ impl<'a> BindingRef<'a> {
     /// Where the prefixes are routed now: `None` when de-registered.
     pub fn route_peer(&self) -> Option<Ipv6Addr> {
         self.binding.route_peer()
+    }
+
+    /// The IPv4 home address (RFC 5844), if the session has one.
+    pub fn ipv4_home_address(&self) -> Option<Ipv4Addr> {
+        self.binding.ipv4_home_address
     }
 
     /// The MAG link-local address kept for the MN (RFC 5213 §5.1), if any.
@@ -674,6 +683,9 @@ impl BindingCache {
         for p in binding.prefixes.as_slice() {
             self.by_prefix.insert(*p, id);
         }
+        if let Some(v4) = binding.ipv4_home_address {
+            self.by_ipv4.insert(v4, id);
+        }
         for a in binding.attachments() {
             if let Some(key) = a.link_key(group) {
                 self.by_link.insert(key, id);
@@ -705,6 +717,11 @@ impl BindingCache {
             if self.by_prefix.get(p) == Some(&id) {
                 self.by_prefix.remove(p);
             }
+        }
+        if let Some(v4) = binding.ipv4_home_address
+            && self.by_ipv4.get(&v4) == Some(&id)
+        {
+            self.by_ipv4.remove(&v4);
         }
         for a in binding.attachments() {
             self.unindex_link(a, binding.group, id);
@@ -769,6 +786,25 @@ impl BindingCache {
         b.deadline = new;
         self.deadlines.remove(&(old, id));
         self.deadlines.insert((new, id));
+    }
+
+    /// Sets or clears the IPv4 home address, which must not be another entry's.
+    pub(crate) fn set_ipv4_home_address(&mut self, id: BindingId, address: Option<Ipv4Addr>) {
+        let Some(b) = self.binding_mut(id) else { return };
+        let old = core::mem::replace(&mut b.ipv4_home_address, address);
+        if let Some(old) = old
+            && self.by_ipv4.get(&old) == Some(&id)
+        {
+            self.by_ipv4.remove(&old);
+        }
+        if let Some(new) = address {
+            self.by_ipv4.insert(new, id);
+        }
+    }
+
+    /// The entry holding IPv4 home address `address`.
+    pub(crate) fn ipv4_owner(&self, address: &Ipv4Addr) -> Option<BindingId> {
+        self.by_ipv4.get(address).copied()
     }
 
     /// Sets the MAG link-local address.
@@ -868,6 +904,14 @@ impl BindingCache {
         }
         for id in self.by_link.values() {
             assert!(self.get(*id).is_some());
+        }
+        for (a, id) in &self.by_ipv4 {
+            assert!(self.get(*id).is_some_and(|b| b.ipv4_home_address() == Some(*a)), "{a}");
+        }
+        for entry in self.iter() {
+            if let Some(a) = entry.ipv4_home_address() {
+                assert_eq!(self.by_ipv4.get(&a), Some(&entry.id), "{a}");
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use core::time::Duration;
 
 use pmip6_wire::{MnIdentifier, ParseConfig, Prefix};
 
+use super::Ipv4HomeNetwork;
 use crate::flow::FlowConfig;
 
 /// How the LMA orders Proxy Binding Updates (RFC 5213 §5.5).
@@ -89,6 +90,10 @@ pub struct LmaConfig {
     pub prefix_pools: Vec<Prefix>,
     /// Length of each allocated prefix (64).
     pub allocated_prefix_len: u8,
+    /// RFC 5844: the IPv4 home network home addresses are assigned from, to sessions whose PBU
+    /// carries an IPv4 Home Address Request option; `None`: IPv4 home address mobility is not
+    /// offered (a request is answered with IPv4 Home Address Reply status 129).
+    pub ipv4_home_network: Option<Ipv4HomeNetwork>,
     /// Whether mobile nodes without a [`MobileNodePolicy`] are served (true); if not, they get
     /// 152 PROXY_REG_NOT_ENABLED.
     pub serve_unknown_mobile_nodes: bool,
@@ -160,6 +165,7 @@ impl LmaConfig {
             lmaa,
             prefix_pools: Vec::new(),
             allocated_prefix_len: 64,
+            ipv4_home_network: None,
             serve_unknown_mobile_nodes: true,
             mobile_nodes: Vec::new(),
             authorized_mags: None,
@@ -201,6 +207,9 @@ impl LmaConfig {
                     self.allocated_prefix_len
                 ));
             }
+        }
+        if let Some(network) = &self.ipv4_home_network {
+            problems.extend(network.problems());
         }
         if self.heartbeat_interval.is_some_and(|i| i.is_zero()) {
             problems.push("heartbeat interval is zero".into());

@@ -17,7 +17,7 @@
 //!   move); UPA 131/132, another failure status or giving up is reported to the engine as a
 //!   refusal, and the flows stay on their fallback.
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 use pmip6_wire::{MnIdentifier, MobilityOption, NotificationReason, Prefix, UpdateNotification, UpnFlags};
 
@@ -61,19 +61,26 @@ impl Lma {
         verdict
     }
 
-    /// The mobile node owning the IPv6 destination of `packet` in the binding cache, when the
-    /// steering engine does not know it yet.
+    /// The mobile node owning the destination of `packet` in the binding cache (an IPv6 home
+    /// network prefix, or an IPv4 home address of RFC 5844), when the steering engine does not
+    /// know it yet.
     fn owner_unknown_to_steering(&self, packet: &[u8]) -> Option<MnIdentifier> {
-        let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-        if packet.first()? >> 4 != 6 {
-            return None;
-        }
-        let dst = u128::from_be_bytes(dst);
-        let lengths = [self.config.allocated_prefix_len, 64];
-        let b = lengths.iter().find_map(|&len| {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
-            self.cache.by_prefix(&Prefix::new(Ipv6Addr::from(dst & mask), len))
-        })?;
+        let b = match packet.first()? >> 4 {
+            6 => {
+                let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+                let dst = u128::from_be_bytes(dst);
+                let lengths = [self.config.allocated_prefix_len, 64];
+                lengths.iter().find_map(|&len| {
+                    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+                    self.cache.by_prefix(&Prefix::new(Ipv6Addr::from(dst & mask), len))
+                })?
+            }
+            4 => {
+                let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+                self.cache.get(self.cache.ipv4_owner(&Ipv4Addr::from(dst))?)?
+            }
+            _ => return None,
+        };
         let mn = b.mn_id();
         let flows = self.flows.as_ref()?;
         flows.mobile_node(mn).is_none().then(|| mn.clone())
@@ -221,11 +228,13 @@ impl Lma {
         let group = self.cache.group_of(mn)?;
         let sessions: Vec<BindingId> = self.cache.group_sessions(group).to_vec();
         let mut all: Vec<Prefix> = Vec::new();
+        let mut ipv4_home_addresses: Vec<Ipv4Addr> = Vec::new();
         for id in &sessions {
             if let Some(b) = self.cache.binding(*id)
                 && b.state == BindingState::Active
             {
                 all.extend_from_slice(b.prefixes.as_slice());
+                ipv4_home_addresses.extend(b.ipv4_home_address);
             }
         }
         if all.is_empty() {
@@ -273,7 +282,7 @@ impl Lma {
         }
         // Prefixes learned at attachments that are gone are forgotten.
         self.flow_learned.retain(|(id, peer), _| !sessions.contains(id) || live.contains(&(*id, *peer)));
-        Some(MobileNodeView { prefixes: all, ipv4_home_addresses: Vec::new(), attachments })
+        Some(MobileNodeView { prefixes: all, ipv4_home_addresses, attachments })
     }
 
     /// Queues the steering engine's batches: steering intents after this input's tunnel

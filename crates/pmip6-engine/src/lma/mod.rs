@@ -37,12 +37,13 @@ mod event;
 mod flows;
 mod hash;
 mod heartbeat;
+mod ipv4_pool;
 mod notify;
 mod pbu;
 mod pool;
 mod revocation;
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use pmip6_wire::{BindingError, BindingErrorStatus, Message, MnIdentifier, MobilityOption, Prefix, RevocationKind};
@@ -51,6 +52,7 @@ pub use binding_cache::{Attachment, BindingCache, BindingId, BindingRef, Binding
 pub use config::{LmaConfig, MessageOrdering, MobileNodePolicy, NotifyMode, Retransmission};
 pub use event::{AttachmentRemoval, DeleteReason, LmaEvent, NotificationAnswer};
 pub use heartbeat::PeerStatus;
+pub use ipv4_pool::Ipv4HomeNetwork;
 
 use crate::common::{Intent, Now, Received, Resource, Transmit};
 use crate::flow::FlowSteering;
@@ -58,6 +60,7 @@ use crate::timer::TimerQueue;
 use binding_cache::{BindingState as State, PrefixList};
 use hash::{Map, Set};
 use heartbeat::Peer;
+use ipv4_pool::Ipv4Pool;
 use notify::Outstanding;
 use pbu::Hold;
 use pool::PrefixPools;
@@ -88,6 +91,7 @@ enum Timer {
 struct Footprint {
     route: Option<Ipv6Addr>,
     prefixes: PrefixList,
+    ipv4: Option<Ipv4Addr>,
     tunnels: Vec<Ipv6Addr>,
     /// A digest of what the flow engine sees of the entry: its state and, per attachment, the
     /// Proxy-CoA, ATT and MN-LL-ID. A plain refresh leaves it, and the steering, unchanged.
@@ -96,12 +100,15 @@ struct Footprint {
 
 impl Footprint {
     fn empty() -> Self {
-        Self { route: None, prefixes: PrefixList::empty(), tunnels: Vec::new(), steering: 0 }
+        Self { route: None, prefixes: PrefixList::empty(), ipv4: None, tunnels: Vec::new(), steering: 0 }
     }
 
     /// Whether the flow engine must hear of the change from `self` to `after`.
     fn steering_changed(&self, after: &Footprint) -> bool {
-        self.route != after.route || self.prefixes != after.prefixes || self.steering != after.steering
+        self.route != after.route
+            || self.prefixes != after.prefixes
+            || self.ipv4 != after.ipv4
+            || self.steering != after.steering
     }
 }
 
@@ -113,6 +120,7 @@ pub struct Lma {
     authorized_mags: Option<Set<Ipv6Addr>>,
     cache: BindingCache,
     pools: PrefixPools,
+    ipv4_pool: Option<Ipv4Pool>,
     peers: BTreeMap<Ipv6Addr, Peer>,
     timers: TimerQueue<Timer>,
     outstanding: BTreeMap<(Ipv6Addr, u16), Outstanding>,
@@ -143,6 +151,7 @@ impl Lma {
             config.heartbeat_interval = None;
         }
         let (pools, _unusable) = PrefixPools::new(&config.prefix_pools, config.allocated_prefix_len);
+        let ipv4_pool = config.ipv4_home_network.filter(|n| n.problems().is_empty()).map(Ipv4Pool::new);
         let policies = config.mobile_nodes.iter().map(|p| (p.mn_id.clone(), p.clone())).collect();
         let authorized_mags = config.authorized_mags.as_ref().map(|mags| mags.iter().copied().collect());
         Self {
@@ -154,6 +163,7 @@ impl Lma {
             authorized_mags,
             cache: BindingCache::new(),
             pools,
+            ipv4_pool,
             peers: BTreeMap::new(),
             timers: TimerQueue::new(),
             outstanding: BTreeMap::new(),
@@ -311,6 +321,7 @@ impl Lma {
                 Footprint {
                     route: b.route_peer(),
                     prefixes: b.prefixes.clone(),
+                    ipv4: b.ipv4_home_address,
                     tunnels: b.tunnel_peers(),
                     steering: digest.finish() | 1,
                 }
@@ -343,12 +354,23 @@ impl Lma {
                 }
             }
         }
+        // RFC 5844 §3.1.4: the IPv4 home address is routed with the prefixes.
+        if let (Some(old), Some(address)) = (before.route, before.ipv4)
+            && (after.route != Some(old) || after.ipv4 != Some(address))
+        {
+            self.intents.push_back(Intent::Remove(Resource::Ipv4HomeAddressToTunnel { address, peer: old }));
+        }
         if let Some(new) = after.route {
             for prefix in after.prefixes.as_slice() {
                 let had = before.route == Some(new) && before.prefixes.as_slice().contains(prefix);
                 if !had {
                     self.intents.push_back(Intent::Add(Resource::PrefixToTunnel { prefix: *prefix, peer: new }));
                 }
+            }
+            if let Some(address) = after.ipv4
+                && (before.route != Some(new) || before.ipv4 != Some(address))
+            {
+                self.intents.push_back(Intent::Add(Resource::Ipv4HomeAddressToTunnel { address, peer: new }));
             }
         }
         for peer in released {
@@ -392,6 +414,9 @@ impl Lma {
         self.apply_footprint(now, &before, &Footprint::empty());
         for prefix in binding.prefixes.as_slice() {
             self.pools.release(prefix);
+        }
+        if let (Some(pool), Some(address)) = (self.ipv4_pool.as_mut(), binding.ipv4_home_address) {
+            pool.release(address);
         }
         self.cancel_notifications(id);
         self.resolve_holds_on_delete(now, id);

@@ -44,11 +44,11 @@
 //! - One prefix is allocated per ALL_ZERO HNP option (at most 8 per session).
 //! - A MAG that sent MuHo once stays "multihoming" for that attachment until it moves.
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 use pmip6_wire::{
-    AccessTechnologyType, BaFlags, BaStatus, BindingAck, BindingUpdate, BuFlags, HandoffIndicator, Message,
-    MnIdentifier, MobilityOption, Prefix, Timestamp,
+    AccessTechnologyType, BaFlags, BaStatus, BindingAck, BindingUpdate, BuFlags, HandoffIndicator, Ipv4HoaReplyStatus,
+    Message, MnIdentifier, MobilityOption, Prefix, Timestamp,
 };
 
 use super::binding_cache::{
@@ -79,6 +79,8 @@ pub(super) struct Pbu {
     lla: Option<Ipv6Addr>,
     timestamp: Option<Timestamp>,
     muho: bool,
+    /// RFC 5844 §3.1.3: the IPv4 Home Address Request options (prefix length, address).
+    ipv4_requests: Vec<(u8, Ipv4Addr)>,
 }
 
 impl Pbu {
@@ -97,6 +99,7 @@ impl Pbu {
             lla: None,
             timestamp: None,
             muho: false,
+            ipv4_requests: Vec::new(),
         };
         for option in bu.options {
             match option {
@@ -121,6 +124,9 @@ impl Pbu {
                 }
                 // Draft §5.2.1: an (empty) MuHo asks for the MN's other prefixes.
                 MobilityOption::MuHo { .. } => pbu.muho = true,
+                MobilityOption::Ipv4HomeAddressRequest { prefix_len, address } => {
+                    pbu.ipv4_requests.push((prefix_len, address));
+                }
                 _ => {}
             }
         }
@@ -146,6 +152,16 @@ pub(super) struct Checked {
     mn_id: MnIdentifier,
     hi: HandoffIndicator,
     att: AccessTechnologyType,
+    /// The IPv4 Home Address Reply the PBA carries, once decided (RFC 5844 §3.1.3).
+    ipv4_reply: Option<Ipv4Reply>,
+}
+
+/// An IPv4 Home Address Reply: status, prefix length and address (RFC 5844 §3.3.2).
+#[derive(Debug, Clone, Copy)]
+struct Ipv4Reply {
+    status: Ipv4HoaReplyStatus,
+    prefix_len: u8,
+    address: Ipv4Addr,
 }
 
 impl Checked {
@@ -210,13 +226,14 @@ struct Reply<'a> {
     lla: Option<Ipv6Addr>,
     muho: Option<Vec<Prefix>>,
     timestamp: Option<Timestamp>,
+    ipv4: Option<Ipv4Reply>,
 }
 
 impl Lma {
     pub(super) fn on_binding_update(&mut self, now: Now, src: Ipv6Addr, dst: Ipv6Addr, bu: BindingUpdate) {
         let pbu = Pbu::new(src, dst, bu);
         let req = match self.check(now, &pbu) {
-            Ok((mn_id, hi, att)) => Checked { pbu, mn_id, hi, att },
+            Ok((mn_id, hi, att)) => Checked { pbu, mn_id, hi, att, ipv4_reply: None },
             Err(rejection) => return self.reject(now, &pbu, rejection),
         };
         match self.resolve(&req) {
@@ -288,6 +305,13 @@ impl Lma {
         let Some(att) = pbu.att else {
             return Err(reject(BaStatus::MissingAccessTechTypeOption, "no Access Technology Type option"));
         };
+        // RFC 5844 §3.1.3: one IPv4 home address per mobility session.
+        if pbu.ipv4_requests.len() > 1 {
+            return Err(reject(
+                BaStatus::MultipleIpv4HomeAddressAssignmentNotSupported,
+                "more than one IPv4 Home Address Request option",
+            ));
+        }
         Ok((mn_id, hi, att))
     }
 
@@ -598,6 +622,8 @@ impl Lma {
         );
         attachment.accept_ordering(req.pbu.timestamp, req.pbu.sequence);
         let id = self.cache.insert(&req.mn_id, Binding::new(PrefixList::new(&prefixes), attachment));
+        let mut req = req;
+        req.ipv4_reply = self.assign_ipv4(id, &req.pbu);
         let after = self.footprint(id);
         self.apply_footprint(now, &Footprint::empty(), &after);
         self.mark_steering(id);
@@ -643,6 +669,8 @@ impl Lma {
         if was == BindingState::Deregistered {
             self.cache.set_active(id);
         }
+        let mut req = req;
+        req.ipv4_reply = self.assign_ipv4(id, &req.pbu);
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
         if before.steering_changed(&after) {
@@ -690,6 +718,8 @@ impl Lma {
         attachment.accept_ordering(req.pbu.timestamp, req.pbu.sequence);
         let before = self.footprint(id);
         self.cache.push_attachment(id, attachment);
+        let mut req = req;
+        req.ipv4_reply = self.assign_ipv4(id, &req.pbu);
         let after = self.footprint(id);
         self.apply_footprint(now, &before, &after);
         self.mark_steering(id);
@@ -750,6 +780,7 @@ impl Lma {
             lla: req.pbu.lla,
             muho: None,
             timestamp: req.pbu.timestamp,
+            ipv4: None,
         };
         self.send_pba(&req.pbu, reply);
     }
@@ -826,6 +857,56 @@ impl Lma {
         }
     }
 
+    /// RFC 5844 §3.1.3: the IPv4 home address of entry `id` after an accepted PBU, and the
+    /// reply to its IPv4 Home Address Request. The entry keeps its address across refreshes and
+    /// handoffs while the MAGs ask for it; a PBU without the request gives it up (that MAG
+    /// cannot deliver IPv4 to the mobile node). A failed request leaves the IPv6 binding as it
+    /// is and says why in the reply.
+    fn assign_ipv4(&mut self, id: BindingId, pbu: &Pbu) -> Option<Ipv4Reply> {
+        let current = self.cache.binding(id)?.ipv4_home_address;
+        let Some(&(_, requested)) = pbu.ipv4_requests.first() else {
+            if let Some(address) = current {
+                self.cache.set_ipv4_home_address(id, None);
+                if let Some(pool) = self.ipv4_pool.as_mut() {
+                    pool.release(address);
+                }
+            }
+            return None;
+        };
+        let fail = |status| Some(Ipv4Reply { status, prefix_len: 0, address: requested });
+        // No IPv4 home network: the service is not offered here (choice: 129, with the IPv6
+        // binding accepted).
+        let Some(pool) = self.ipv4_pool.as_mut() else {
+            return fail(Ipv4HoaReplyStatus::AdministrativelyProhibited);
+        };
+        let prefix_len = pool.network().prefix_len;
+        let granted = |address| Some(Ipv4Reply { status: Ipv4HoaReplyStatus::Success, prefix_len, address });
+        if requested.is_unspecified() || Some(requested) == current {
+            // ALL_ZERO: the LMA assigns; the entry's own address stays its own.
+            if let Some(address) = current {
+                return granted(address);
+            }
+            let cache = &self.cache;
+            let Some(address) = pool.allocate(|a| cache.ipv4_owner(a).is_some()) else {
+                return fail(Ipv4HoaReplyStatus::DynamicAssignmentNotAvailable);
+            };
+            self.cache.set_ipv4_home_address(id, Some(address));
+            return granted(address);
+        }
+        // A specific address: one of our home network's, free or this entry's.
+        if !pool.network().assignable(requested) {
+            return fail(Ipv4HoaReplyStatus::InvalidIpv4Address);
+        }
+        if self.cache.ipv4_owner(&requested).is_some_and(|owner| owner != id) {
+            return fail(Ipv4HoaReplyStatus::IncorrectIpv4HomeAddress);
+        }
+        if let Some(old) = current {
+            pool.release(old);
+        }
+        self.cache.set_ipv4_home_address(id, Some(requested));
+        granted(requested)
+    }
+
     /// RFC 5213 §5.3.6 (RFC 6275 §6.1.8): the granted lifetime is at most the requested one and
     /// at most our maximum.
     fn granted_lifetime(&self, requested: u16) -> u16 {
@@ -867,6 +948,7 @@ impl Lma {
             lla,
             muho: None,
             timestamp: req.pbu.timestamp,
+            ipv4: None,
         };
         self.send_pba(&req.pbu, reply);
     }
@@ -876,8 +958,16 @@ impl Lma {
         let lla = self.answer_lla(id, &req.pbu);
         // Draft §5.2.2: a PBU with MuHo gets the prefixes of the MN's other sessions.
         let muho = (req.pbu.muho && lifetime > 0).then(|| self.other_live_prefixes(id));
-        let reply =
-            Reply { status, sequence: req.pbu.sequence, lifetime, prefixes, lla, muho, timestamp: req.pbu.timestamp };
+        let reply = Reply {
+            status,
+            sequence: req.pbu.sequence,
+            lifetime,
+            prefixes,
+            lla,
+            muho,
+            timestamp: req.pbu.timestamp,
+            ipv4: req.ipv4_reply,
+        };
         self.send_pba(&req.pbu, reply);
     }
 
@@ -897,6 +987,7 @@ impl Lma {
             lla: pbu.lla,
             muho: None,
             timestamp,
+            ipv4: None,
         };
         self.send_pba(pbu, reply);
         self.events.push_back(LmaEvent::PbuRejected {
@@ -933,6 +1024,20 @@ impl Lma {
         }
         if let Some(muho) = reply.muho {
             options.extend(self.muho_options(&muho));
+        }
+        // RFC 5844 §3.1.3: the IPv4 Home Address Reply answers the request, and a granted
+        // address comes with the mobile node's IPv4 default router (§3.3.3).
+        if let Some(v4) = reply.ipv4 {
+            options.push(MobilityOption::Ipv4HomeAddressReply {
+                status: v4.status,
+                prefix_len: v4.prefix_len,
+                address: v4.address,
+            });
+            if v4.status == Ipv4HoaReplyStatus::Success
+                && let Some(pool) = &self.ipv4_pool
+            {
+                options.push(MobilityOption::Ipv4DefaultRouter(pool.network().default_router));
+            }
         }
         let flags = if pbu.flags.contains(BuFlags::P) { BaFlags::P } else { BaFlags::empty() };
         let ack =
