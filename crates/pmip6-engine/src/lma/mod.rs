@@ -1,7 +1,8 @@
 //! The local mobility anchor (RFC 5213 §5) with the multihoming extensions of
 //! draft-bernardos-mif-pmip-02 (§4.2, §5.2.2, §5.2.3, §5.4).
 //!
-//! [`Lma`] owns the binding cache, the home network prefix pools, the per-MAG state (tunnel
+//! [`Lma`] owns the binding cache, the home network prefix pools and the IPv4 home network of
+//! RFC 5844 (`ipv4_pool`: home addresses for sessions that ask), the per-MAG state (tunnel
 //! reference counts, heartbeats) and every exchange the LMA starts: notifications of prefix-set
 //! changes (RFC 7077 UPN, or RFC 5846 BRI as the draft suggests), revocations (RFC 5846) and
 //! heartbeats (RFC 5847). It is sans-IO and deterministic:
