@@ -3,13 +3,12 @@
 //! mobile node, route, the rule that placed it, counters and times.
 //!
 //! ```text
-//!   by_key: FlowKey ──► (slot, FID, route,   one probe per packet (fixed-seed foldhash): the
-//!                        packets, bytes,      verdict and the counters live in the bucket, so
-//!                        last seen)           a packet touches no other memory
-//!   per_mn[MN] = { slots, next FID,           the MN's flows (a list: one store per insert),
-//!                    FID ──► slot }        its FID allocator, and a FID index once its FIDs
-//!                                          have wrapped
-//!   slots[slot] = { key, MN, FID, route, decision, first seen }
+//!   by_key: packed 6-tuple ──► (slot, FID,   one probe per packet (fixed-seed foldhash): the
+//!             route id, packets, bytes,      verdict and the counters live in the bucket, so
+//!             last seen)                     a packet touches no other memory
+//!   per_mn[MN] = { slots, next FID,       the MN's flows (a list: one store per insert), its
+//!                  FID ──► slot }         FID allocator, and a FID index once its FIDs wrapped
+//!   slots[slot] = { key, MN, FID, decision, first seen, position in its MN's list }
 //!   deadlines: FIFO of (deadline, slot, generation)   lazily re-armed and lazily cleaned
 //! ```
 //!

@@ -92,9 +92,10 @@ impl Ipv4Pool {
         None
     }
 
-    /// Gives `address` back, if it is one of ours.
+    /// Gives `address` back, if it is one of ours. (A second release of one address queues it
+    /// twice, harmlessly: `allocate` skips an address in use.)
     pub(crate) fn release(&mut self, address: Ipv4Addr) {
-        if self.network.assignable(address) && !self.released.contains(&address) {
+        if self.network.assignable(address) {
             self.released.push_back(address);
         }
     }
