@@ -1086,10 +1086,10 @@ fn ipv6_flows_with_extension_headers_and_fragments_steer_as_one_flow() {
     let first = v6(CN, MN_ADDR1, 0, 0, &exts(0, true), 17, &udp(1, VIDEO));
     let later =
         v6(CN, MN_ADDR1, 0, 0, &[Ext::HopByHop, Ext::Fragment { offset: 100, more: false, id: 42 }], 60, &[0; 40]);
-    let Verdict::Flow { handle, route, .. } = w.packet(&first) else { panic!() };
+    let Verdict::Flow { fid, route, .. } = w.packet(&first) else { panic!() };
     assert_eq!(route, Route::Tunnel(MAG2));
-    let Verdict::Flow { handle: h2, new, route, .. } = w.packet(&later) else { panic!() };
-    assert_eq!((h2, new, route), (handle, false, Route::Tunnel(MAG2)));
+    let Verdict::Flow { fid: f2, new, route, .. } = w.packet(&later) else { panic!() };
+    assert_eq!((f2, new, route), (fid, false, Route::Tunnel(MAG2)), "the later fragment is the same flow");
     // A later fragment whose first was never seen: a port-less flow of its own, base route.
     let orphan = v6(CN, MN_ADDR1, 0, 0, &[Ext::Fragment { offset: 100, more: false, id: 43 }], 17, &[0; 40]);
     let Verdict::Flow { route, new, .. } = w.packet(&orphan) else { panic!() };

@@ -284,9 +284,7 @@ impl SteeringBatch {
 pub enum Verdict {
     /// The packet belongs to a flow of the table.
     Flow {
-        /// The flow.
-        handle: FlowHandle,
-        /// Its FID.
+        /// Its FID (the flow's handle: [`FlowSteering::flow_by_key`]).
         fid: u16,
         /// Where the packet goes.
         route: Route,
@@ -796,8 +794,8 @@ impl FlowSteering {
     pub fn handle_info(&mut self, now: Now, info: &PacketInfo) -> Verdict {
         self.stats.packets += 1;
         let hash = self.table.hash(&info.key);
-        if let Some((handle, fid, route)) = self.table.hit(hash, &info.key, now, info.length) {
-            return Verdict::Flow { handle, fid, route, new: false };
+        if let Some((fid, route)) = self.table.hit(hash, &info.key, now, info.length) {
+            return Verdict::Flow { fid, route, new: false };
         }
         self.new_flow(now, info, hash)
     }
@@ -833,7 +831,7 @@ impl FlowSteering {
             decision,
         };
         match self.table.insert(now, hash, new) {
-            Ok((handle, fid)) => {
+            Ok((_, fid, decision)) => {
                 self.stats.flows_created += 1;
                 if let Some((peer, prefix)) = request {
                     self.stats.deferred_moves += 1;
@@ -842,7 +840,7 @@ impl FlowSteering {
                 if self.config.mode == SteeringMode::PerFlow {
                     self.emit_add(Steering::Flow { key: info.key, route: decision.route });
                 }
-                Verdict::Flow { handle, fid, route: decision.route, new: true }
+                Verdict::Flow { fid, route: decision.route, new: true }
             }
             Err(refusal) => {
                 match refusal {
@@ -1078,7 +1076,7 @@ impl FlowSteering {
         let Some(key) = self.table.get(handle).map(|e| e.key) else {
             return;
         };
-        self.table.set_route(handle, decision);
+        let decision = self.table.set_route(handle, decision);
         if decision.route != route {
             self.stats.moves += 1;
             if self.config.mode == SteeringMode::PerFlow {
