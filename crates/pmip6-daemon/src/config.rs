@@ -685,6 +685,7 @@ impl MagFile {
                 mn_id: MnIdentifier::nai(&node.mn_id),
                 macs,
                 multihoming: node.multihoming,
+                ipv4: false,
             });
         }
         let api = self.api.as_ref().map(|a| a.validate(MAG_SOCKET)).transpose()?;

@@ -769,6 +769,7 @@ pub(crate) mod tests {
             mn_id: MnIdentifier::nai("mn1@example.net"),
             macs: vec![[2, 0, 0, 0, 0, 1]],
             multihoming: false,
+            ipv4: false,
         });
         let mut mag = Mag::new(config);
         mag.handle_attach(now, InterfaceId(2), [2, 0, 0, 0, 0, 1]);

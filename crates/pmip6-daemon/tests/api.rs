@@ -42,6 +42,7 @@ fn pbu(proxy_coa: Ipv6Addr, lmaa: Ipv6Addr) -> Message {
         mn_id: MnIdentifier::nai("mn1@example.net"),
         macs: vec![[2, 0, 0, 0, 0, 1]],
         multihoming: false,
+        ipv4: false,
     });
     let mut mag = Mag::new(config);
     mag.handle_attach(pmip6_daemon::driver::now(), InterfaceId(2), [2, 0, 0, 0, 0, 1]);

@@ -795,7 +795,9 @@ impl Routing {
                 Ok(())
             }
             Resource::Steering(_) => Ok(()),
-            Resource::Ipv4HomeAddressToTunnel { address, .. } => Err(ipv4_unsupported(address)),
+            Resource::Ipv4HomeAddressToTunnel { address, .. }
+            | Resource::Ipv4HomeAddressToAccess { address, .. }
+            | Resource::Ipv4SourceRouteToTunnel { address, .. } => Err(ipv4_unsupported(address)),
         }
     }
 
@@ -846,7 +848,9 @@ impl Routing {
                 ignore_missing(r).map_err(netlink("source route rule"))
             }
             Resource::Steering(_) => Ok(()),
-            Resource::Ipv4HomeAddressToTunnel { address, .. } => Err(ipv4_unsupported(address)),
+            Resource::Ipv4HomeAddressToTunnel { address, .. }
+            | Resource::Ipv4HomeAddressToAccess { address, .. }
+            | Resource::Ipv4SourceRouteToTunnel { address, .. } => Err(ipv4_unsupported(address)),
         }
     }
 

@@ -86,6 +86,24 @@ pub enum Resource {
         /// The MAG's Proxy-CoA.
         peer: Ipv6Addr,
     },
+    /// At a MAG: IPv4 packets for the home address `address` go to the mobile node on access
+    /// link `interface` (RFC 5844 §3.2.4).
+    Ipv4HomeAddressToAccess {
+        /// The mobile node's IPv4 home address.
+        address: Ipv4Addr,
+        /// The access link.
+        interface: InterfaceId,
+    },
+    /// At a MAG: uplink IPv4 packets from `address` arriving on `interface` go into the tunnel
+    /// to the LMA `peer` (RFC 5844 §3.2.4).
+    Ipv4SourceRouteToTunnel {
+        /// The mobile node's IPv4 home address.
+        address: Ipv4Addr,
+        /// The access link.
+        interface: InterfaceId,
+        /// The LMAA.
+        peer: Ipv6Addr,
+    },
     /// At a MAG: packets for `prefix` go to the mobile node on access link `interface`, via
     /// `next_hop` when the prefix is not on that link (the draft's Figure 4: `pref1::/64 via
     /// pref2::if2`), or on-link when `next_hop` is `None` (RFC 5213 §6.10.5).

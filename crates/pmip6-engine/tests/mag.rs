@@ -3,7 +3,7 @@
 //! Each test names the rule it checks.
 
 use std::collections::BTreeSet;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use pmip6_engine::mag::{
@@ -14,9 +14,9 @@ use pmip6_engine::{Intent, InterfaceId, Now, Received, Resource, Transmit};
 use pmip6_wire::nd::{DEFAULT_WEAK_HOST_FLAG_BIT, LinkLayerAddress, NdOption, RouterAdvertisement, RouterSolicitation};
 use pmip6_wire::{
     AccessTechnologyType, BaFlags, BaStatus, BindingAck, BindingRevocation, BindingUpdate, BuFlags, HandoffIndicator,
-    Heartbeat, HeartbeatFlags, Message, MnIdentifier, MobilityOption, NotificationReason, ParseConfig, Prefix,
-    RevocationFlags, RevocationKind, RevocationStatus, RevocationTrigger, Timestamp, UpaStatus, UpdateNotification,
-    UpnFlags,
+    Heartbeat, HeartbeatFlags, Ipv4HoaReplyStatus, Message, MnIdentifier, MobilityOption, NotificationReason,
+    ParseConfig, Prefix, RevocationFlags, RevocationKind, RevocationStatus, RevocationTrigger, Timestamp, UpaStatus,
+    UpdateNotification, UpnFlags,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -73,8 +73,8 @@ fn config() -> MagConfig {
     wlan.mac = Some(OUR_MAC);
     c.interfaces = vec![wlan, AccessInterface::new(UTRAN, AccessTechnologyType::Utran, addr("fe80::2"))];
     c.mobile_nodes = vec![
-        MobileNodeEntry { mn_id: mn1(), macs: vec![MAC1, MAC2], multihoming: true },
-        MobileNodeEntry { mn_id: mn2(), macs: vec![MAC3], multihoming: false },
+        MobileNodeEntry { mn_id: mn1(), macs: vec![MAC1, MAC2], multihoming: true, ipv4: false },
+        MobileNodeEntry { mn_id: mn2(), macs: vec![MAC3], multihoming: false, ipv4: false },
     ];
     c.initial_sequence = 1000;
     c.restart_counter = 42;
@@ -1462,7 +1462,12 @@ fn bad_configuration_is_adjusted() {
     c.registration.requested_lifetime = Duration::ZERO;
     c.router_advertisement.interval = Duration::ZERO;
     c.router_advertisement.weak_host_flag_bit = 200;
-    c.mobile_nodes.push(MobileNodeEntry { mn_id: MnIdentifier::nai("dup@x"), macs: vec![MAC1], multihoming: false });
+    c.mobile_nodes.push(MobileNodeEntry {
+        mn_id: MnIdentifier::nai("dup@x"),
+        macs: vec![MAC1],
+        multihoming: false,
+        ipv4: false,
+    });
     let mut h = Harness::new(c);
     let adjusted = h.take_events().iter().filter(|e| matches!(e, MagEvent::ConfigAdjusted { .. })).count();
     assert_eq!(adjusted, 6);
@@ -1497,4 +1502,123 @@ fn flow_mobility_notification_routes_the_other_sessions_prefix() {
     let other = vec![MobilityOption::MnIdentifier(mn2()), MobilityOption::HomeNetworkPrefix(p("2001:db8:2::"))];
     h.receive(upn(23, NotificationReason::FlowMobility, UpnFlags::A, other));
     assert_eq!(h.take_mobility().iter().map(upa_of).collect::<Vec<_>>(), [(23, UpaStatus::MnNotAttached)]);
+}
+
+// ---- RFC 5844: IPv4 home addresses -----------------------------------------------------------
+
+fn ipv4_request_of(bu: &BindingUpdate) -> Vec<(u8, Ipv4Addr)> {
+    bu.options
+        .iter()
+        .filter_map(|o| match o {
+            MobilityOption::Ipv4HomeAddressRequest { prefix_len, address } => Some((*prefix_len, *address)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ipv4_config() -> MagConfig {
+    let mut c = config();
+    c.mobile_nodes[1].ipv4 = true;
+    c
+}
+
+const HOME_V4: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 2);
+const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
+
+fn ipv4_routes(interface: InterfaceId) -> [Resource; 2] {
+    [
+        Resource::Ipv4HomeAddressToAccess { address: HOME_V4, interface },
+        Resource::Ipv4SourceRouteToTunnel { address: HOME_V4, interface, peer: lmaa() },
+    ]
+}
+
+#[test]
+fn rfc5844_3_2_the_mag_asks_for_an_ipv4_home_address_routes_it_and_names_it_again() {
+    let mut h = Harness::new(ipv4_config());
+    h.rs(UTRAN, mn_ll(MAC3), MAC3);
+    let pbu = h.extract_one_pbu();
+    // RFC 5844 §3.2.1: 0.0.0.0 asks the LMA to assign.
+    assert_eq!(ipv4_request_of(&pbu), [(0, Ipv4Addr::UNSPECIFIED)]);
+    h.answer(
+        &pbu,
+        BaStatus::Accepted,
+        900,
+        vec![
+            MobilityOption::HomeNetworkPrefix(p("2001:db8:3::")),
+            MobilityOption::Ipv4HomeAddressReply {
+                status: Ipv4HoaReplyStatus::Success,
+                prefix_len: 24,
+                address: HOME_V4,
+            },
+            MobilityOption::Ipv4DefaultRouter(ROUTER_V4),
+        ],
+    );
+    let mut expected: BTreeSet<Resource> = [tunnel()].into();
+    expected.extend(own_routes(p("2001:db8:3::"), UTRAN));
+    expected.extend(ipv4_routes(UTRAN));
+    assert_eq!(h.dp.installed, expected);
+    let key = BindingKey { mn_id: mn2(), interface: UTRAN, mac: MAC3 };
+    let entry = h.mag.binding_update_list().get(&key).unwrap();
+    assert_eq!((entry.ipv4_home_address, entry.ipv4_default_router), (Some((HOME_V4, 24)), Some(ROUTER_V4)));
+
+    // The refresh names the address held.
+    h.take_sent();
+    h.run_until(at(2880));
+    let refresh = h.take_pbus_ignoring_ras();
+    assert_eq!(ipv4_request_of(&refresh[0]), [(24, HOME_V4)]);
+    // A refresh the LMA answers without the address withdraws its routes; the IPv6 ones stay.
+    h.take_intents();
+    h.answer(&refresh[0], BaStatus::Accepted, 900, vec![MobilityOption::HomeNetworkPrefix(p("2001:db8:3::"))]);
+    assert_eq!(removes(&h.take_intents()), ipv4_routes(UTRAN).into());
+    assert!(h.dp.installed.contains(&own_routes(p("2001:db8:3::"), UTRAN)[0]));
+
+    // Detach: everything goes.
+    h.detach(UTRAN, MAC3);
+    h.take_sent();
+    assert!(h.dp.installed.is_empty(), "{:?}", h.dp.installed);
+}
+
+#[test]
+fn rfc5844_3_2_a_refused_ipv4_request_leaves_the_ipv6_session() {
+    let mut h = Harness::new(ipv4_config());
+    h.rs(UTRAN, mn_ll(MAC3), MAC3);
+    let pbu = h.extract_one_pbu();
+    h.answer(
+        &pbu,
+        BaStatus::Accepted,
+        900,
+        vec![
+            MobilityOption::HomeNetworkPrefix(p("2001:db8:3::")),
+            MobilityOption::Ipv4HomeAddressReply {
+                status: Ipv4HoaReplyStatus::DynamicAssignmentNotAvailable,
+                prefix_len: 0,
+                address: Ipv4Addr::UNSPECIFIED,
+            },
+        ],
+    );
+    let key = BindingKey { mn_id: mn2(), interface: UTRAN, mac: MAC3 };
+    assert_eq!(h.mag.binding_update_list().get(&key).unwrap().state, BindingState::Bound);
+    assert!(!h.dp.installed.iter().any(|r| matches!(r, Resource::Ipv4HomeAddressToAccess { .. })));
+    assert!(h.take_events().contains(&MagEvent::Ipv4HomeAddressRefused {
+        key,
+        status: Ipv4HoaReplyStatus::DynamicAssignmentNotAvailable
+    }));
+    // A mobile node not configured for IPv4 asks nothing, and an unasked reply is ignored.
+    h.rs(WLAN, mn_ll(MAC1), MAC1);
+    let pbu = h.extract_one_pbu();
+    assert!(ipv4_request_of(&pbu).is_empty());
+    h.answer(
+        &pbu,
+        BaStatus::Accepted,
+        900,
+        vec![
+            MobilityOption::HomeNetworkPrefix(p("2001:db8:1::")),
+            MobilityOption::Ipv4HomeAddressReply {
+                status: Ipv4HoaReplyStatus::Success,
+                prefix_len: 24,
+                address: HOME_V4,
+            },
+        ],
+    );
+    assert!(!h.dp.installed.iter().any(|r| matches!(r, Resource::Ipv4HomeAddressToAccess { .. })));
 }

@@ -42,8 +42,12 @@ fn lma() -> Lma {
 fn mag() -> Mag {
     let mut c = MagConfig::new(MAG, LMAA);
     c.interfaces = vec![AccessInterface::new(ACCESS, AccessTechnologyType::Ieee80211, "fe80::1".parse().unwrap())];
-    c.mobile_nodes =
-        vec![MobileNodeEntry { mn_id: MnIdentifier::nai("mn1@example.net"), macs: vec![MAC], multihoming: true }];
+    c.mobile_nodes = vec![MobileNodeEntry {
+        mn_id: MnIdentifier::nai("mn1@example.net"),
+        macs: vec![MAC],
+        multihoming: true,
+        ipv4: false,
+    }];
     Mag::new(c)
 }
 

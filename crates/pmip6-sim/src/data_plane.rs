@@ -143,7 +143,10 @@ impl DataPlane {
 /// The tunnel a route or a steering entry leads into, by its peer.
 fn tunnel_of(resource: &Resource) -> Option<Ipv6Addr> {
     match resource {
-        Resource::PrefixToTunnel { peer, .. } | Resource::SourceRouteToTunnel { peer, .. } => Some(*peer),
+        Resource::PrefixToTunnel { peer, .. }
+        | Resource::SourceRouteToTunnel { peer, .. }
+        | Resource::Ipv4HomeAddressToTunnel { peer, .. }
+        | Resource::Ipv4SourceRouteToTunnel { peer, .. } => Some(*peer),
         Resource::Steering(Steering::Flow { route: Route::Tunnel(peer), .. })
         | Resource::Steering(Steering::Selector { route: Route::Tunnel(peer), .. }) => Some(*peer),
         _ => None,
@@ -155,6 +158,14 @@ fn same_downlink_prefix(a: &Resource, b: &Resource) -> bool {
     match (a, b) {
         (Resource::PrefixToTunnel { prefix: p, .. }, Resource::PrefixToTunnel { prefix: q, .. })
         | (Resource::PrefixToAccess { prefix: p, .. }, Resource::PrefixToAccess { prefix: q, .. }) => p == q && a != b,
+        (
+            Resource::Ipv4HomeAddressToTunnel { address: p, .. },
+            Resource::Ipv4HomeAddressToTunnel { address: q, .. },
+        )
+        | (
+            Resource::Ipv4HomeAddressToAccess { address: p, .. },
+            Resource::Ipv4HomeAddressToAccess { address: q, .. },
+        ) => p == q && a != b,
         _ => false,
     }
 }

@@ -238,6 +238,7 @@ impl DomainBuilder {
                 mn_id: mn_id.clone(),
                 macs: (0..ifaces.len()).map(|i| mn_mac(MnId(n), i)).collect(),
                 multihoming: *multihoming,
+                ipv4: false,
             })
             .collect();
         let mut mags = Vec::new();

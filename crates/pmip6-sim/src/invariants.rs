@@ -50,6 +50,10 @@ impl Domain {
                 for prefix in b.prefixes() {
                     out.insert(Resource::PrefixToTunnel { prefix: *prefix, peer });
                 }
+                // RFC 5844 §3.1.4: the IPv4 home address goes with the prefixes.
+                if let Some(address) = b.ipv4_home_address() {
+                    out.insert(Resource::Ipv4HomeAddressToTunnel { address, peer });
+                }
             }
         }
         // And what the flow-mobility engine steers (draft §4.2, §5.3).
@@ -63,7 +67,7 @@ impl Domain {
     /// draft §4.3 and Figure 4, as the MAG module documents it): for each bound session the
     /// tunnel; each own prefix on-link and source-routed; each MuHo prefix via the MN's
     /// link-local address (unless it is an own prefix of another session of the MN at this
-    /// MAG) and source-routed. Downlink routes here are claims: the data plane holds one route
+    /// MAG) and source-routed; an IPv4 home address on-link and source-routed. Downlink routes here are claims: the data plane holds one route
     /// per prefix, one of its claimants.
     pub fn mag_implied_resources(&self, mag: MagId) -> BTreeSet<Resource> {
         let config = self.mag_config(mag);
@@ -80,6 +84,11 @@ impl Domain {
             for &prefix in &e.home_network_prefixes {
                 out.insert(Resource::PrefixToAccess { prefix, interface, next_hop: None });
                 out.insert(Resource::SourceRouteToTunnel { prefix, interface, peer });
+            }
+            // RFC 5844 §3.2.4: the IPv4 home address on-link and source-routed.
+            if let Some((address, _)) = e.ipv4_home_address {
+                out.insert(Resource::Ipv4HomeAddressToAccess { address, interface });
+                out.insert(Resource::Ipv4SourceRouteToTunnel { address, interface, peer });
             }
             for &prefix in e.other_prefixes.iter().filter(|p| !e.home_network_prefixes.contains(p)) {
                 if !own_here.get(&e.key.mn_id).is_some_and(|own| own.contains(&prefix)) {
@@ -137,11 +146,13 @@ impl Domain {
                 ));
             }
             // Everything but the downlink routes exactly; of the downlink routes, exactly one
-            // per claimed prefix, and one of its claimants (sessions of one MN, or of two MNs
-            // while a restarted LMA hands out a prefix a MAG still serves, can claim a prefix
-            // through several links; the kernel holds one route).
+            // per claimed prefix or IPv4 home address, and one of its claimants (sessions of
+            // one MN, or of two MNs while a restarted LMA hands out a prefix a MAG still
+            // serves, can claim a destination through several links; the kernel holds one
+            // route).
             let implied = self.mag_implied_resources(m);
-            let is_route = |r: &&Resource| matches!(r, Resource::PrefixToAccess { .. });
+            let is_route =
+                |r: &&Resource| matches!(r, Resource::PrefixToAccess { .. } | Resource::Ipv4HomeAddressToAccess { .. });
             let implied_rest: BTreeSet<&Resource> = implied.iter().filter(|r| !is_route(r)).collect();
             let installed_rest: BTreeSet<&Resource> = installed.iter().filter(|r| !is_route(r)).collect();
             if implied_rest != installed_rest {
@@ -152,15 +163,20 @@ impl Domain {
                     installed_rest.difference(&implied_rest).collect::<Vec<_>>()
                 ));
             }
-            let mut claims: BTreeMap<Prefix, (Vec<&Resource>, Vec<&Resource>)> = BTreeMap::new();
+            let destination = |r: &Resource| match r {
+                Resource::PrefixToAccess { prefix, .. } => Some(prefix.to_string()),
+                Resource::Ipv4HomeAddressToAccess { address, .. } => Some(address.to_string()),
+                _ => None,
+            };
+            let mut claims: BTreeMap<String, (Vec<&Resource>, Vec<&Resource>)> = BTreeMap::new();
             for r in &implied {
-                if let Resource::PrefixToAccess { prefix, .. } = r {
-                    claims.entry(*prefix).or_default().0.push(r);
+                if let Some(d) = destination(r) {
+                    claims.entry(d).or_default().0.push(r);
                 }
             }
             for r in installed {
-                if let Resource::PrefixToAccess { prefix, .. } = r {
-                    claims.entry(*prefix).or_default().1.push(r);
+                if let Some(d) = destination(r) {
+                    claims.entry(d).or_default().1.push(r);
                 }
             }
             for (prefix, (candidates, routes)) in claims {

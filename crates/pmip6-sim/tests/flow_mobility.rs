@@ -148,3 +148,98 @@ fn draft_3_flows_follow_policy_move_and_fail_over_and_nothing_is_left_behind() {
     let left = d.check_empty();
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
+
+/// RFC 5844 end to end: the MAG of if1 asks for an IPv4 home address, the LMA grants one and
+/// routes it into MAG1's tunnel, MAG1 routes it on the access link and source-routes its
+/// uplink; an IPv4 rule steers one IPv4 flow through if2; when if1 leaves, the address goes
+/// with its session and nothing of it is left at either end.
+#[test]
+fn rfc5844_ipv4_home_address_end_to_end_with_an_ipv4_flow_steered_to_if2() {
+    use pmip6_engine::lma::Ipv4HomeNetwork;
+    use pmip6_wire::selector::Ipv4Selector;
+    use std::net::Ipv4Addr;
+
+    let wlan = AttachmentPoint { mag: MAG1, interface: ACCESS };
+    let utran = AttachmentPoint { mag: MAG2, interface: ACCESS };
+    let mut d = Domain::builder(5844)
+        .lma_config(|c| {
+            c.ipv4_home_network = Some(Ipv4HomeNetwork {
+                network: Ipv4Addr::new(10, 64, 0, 0),
+                prefix_len: 24,
+                default_router: Ipv4Addr::new(10, 64, 0, 1),
+            });
+        })
+        .mag(&[(ACCESS, Att::Ieee80211)])
+        .mag(&[(ACCESS, Att::Utran)])
+        .mag_config(|mag, c| {
+            // Only MAG1 offers IPv4 to the mobile node.
+            for mn in &mut c.mobile_nodes {
+                mn.ipv4 = mag == MAG1;
+            }
+        })
+        .mobile_node("mn@example.net", true, &[wlan, utran])
+        .build();
+    d.attach(MN, IF1);
+    d.run_for(SETTLE);
+    d.attach(MN, IF2);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+
+    let mn = MnIdentifier::nai("mn@example.net");
+    let home = d.lma().binding_cache().sessions(&mn).find_map(|b| b.ipv4_home_address()).expect("an IPv4 home address");
+    assert_eq!(home, Ipv4Addr::new(10, 64, 0, 2));
+    let lma_route = Resource::Ipv4HomeAddressToTunnel { address: home, peer: proxy_coa(MAG1) };
+    assert!(d.lma_data_plane().resources().contains(&lma_route));
+    let at_mag1 = d.mag_data_plane(MAG1).resources();
+    assert!(at_mag1.contains(&Resource::Ipv4HomeAddressToAccess { address: home, interface: ACCESS }));
+    assert!(at_mag1.contains(&Resource::Ipv4SourceRouteToTunnel {
+        address: home,
+        interface: ACCESS,
+        peer: pmip6_sim::LMAA
+    }));
+    assert!(
+        !d.mag_data_plane(MAG2).resources().iter().any(|r| matches!(r, Resource::Ipv4HomeAddressToAccess { .. })),
+        "MAG2 did not ask"
+    );
+
+    let video = TrafficSelector::Ipv4(Ipv4Selector {
+        dst_port: Some(FieldRange::exact(5004)),
+        protocol: Some(FieldRange::exact(17)),
+        ..Ipv4Selector::default()
+    });
+    let rule = OperatorRule {
+        rule: Rule::new(video, TargetSpec::AccessTechnology(Att::Utran)),
+        scope: Scope::AllMobileNodes,
+        locked: false,
+    };
+    d.with_lma(|lma, now| lma.set_operator_rules(now, vec![rule])).unwrap();
+    let udp4 = |sport: u16, dport: u16| {
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 10];
+        p.extend_from_slice(&home.octets());
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+        p
+    };
+    let (_, r) = packet(&mut d, &udp4(40000, 5004));
+    assert_eq!(r, Route::Tunnel(proxy_coa(MAG2)));
+    let (_, r) = packet(&mut d, &udp4(40001, 80));
+    assert_eq!(r, Route::PrefixRoute, "the home address's own route: MAG1");
+    d.run_for(SETTLE);
+    assert_sound(&d);
+
+    d.detach(MN, IF1);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+    let v4_left = |r: &Resource| {
+        matches!(
+            r,
+            Resource::Ipv4HomeAddressToTunnel { .. }
+                | Resource::Ipv4HomeAddressToAccess { .. }
+                | Resource::Ipv4SourceRouteToTunnel { .. }
+        )
+    };
+    assert!(!d.lma_data_plane().resources().iter().any(v4_left));
+    assert!(!d.mag_data_plane(MAG1).resources().iter().any(v4_left));
+    assert!(d.lma().binding_cache().sessions(&mn).all(|b| b.ipv4_home_address().is_none()));
+}

@@ -16,10 +16,11 @@
 //!
 //! 64 cases by default; `PROPTEST_CASES=n` runs n.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use pmip6_engine::InterfaceId;
-use pmip6_engine::lma::NotifyMode;
+use pmip6_engine::lma::{Ipv4HomeNetwork, NotifyMode};
 use pmip6_sim::{AttachSignal, AttachmentPoint, Domain, MagId, MnId};
 use pmip6_wire::{AccessTechnologyType as Att, HandoffIndicator};
 use proptest::prelude::*;
@@ -133,16 +134,26 @@ fn build(case: &Case) -> Domain {
         }
         // A small pool: prefixes are reused, so a stale one shows.
         c.prefix_pools = vec![pmip6_wire::Prefix::new("2001:db8:100::".parse().unwrap(), 60)];
+        // RFC 5844, with five IPv4 home addresses: some requests find none left.
+        c.ipv4_home_network = Some(Ipv4HomeNetwork {
+            network: Ipv4Addr::new(10, 64, 0, 0),
+            prefix_len: 29,
+            default_router: Ipv4Addr::new(10, 64, 0, 1),
+        });
     });
     for _ in 0..case.mags {
         builder = builder.mag(&ACCESS);
     }
-    if short {
-        builder = builder.mag_config(|_, c| {
+    builder = builder.mag_config(move |mag, c| {
+        // Every other MAG asks for IPv4 home addresses: they come and go with handoffs.
+        for mn in &mut c.mobile_nodes {
+            mn.ipv4 = mag.0 % 2 == 0;
+        }
+        if short {
             c.registration.requested_lifetime = Duration::from_secs(60);
             c.heartbeat.interval = Some(Duration::from_secs(10));
-        });
-    }
+        }
+    });
     for (n, (multihoming, ifaces)) in case.mns.iter().enumerate() {
         let points: Vec<AttachmentPoint> = ifaces
             .iter()

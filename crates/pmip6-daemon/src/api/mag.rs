@@ -113,6 +113,17 @@ fn resource_json(r: &Resource) -> Value {
             "address": address.to_string(),
             "peer": peer.to_string(),
         }),
+        Resource::Ipv4HomeAddressToAccess { address, interface } => json!({
+            "kind": "ipv4-home-address-to-access",
+            "address": address.to_string(),
+            "interface": interface.0,
+        }),
+        Resource::Ipv4SourceRouteToTunnel { address, interface, peer } => json!({
+            "kind": "ipv4-source-route-to-tunnel",
+            "address": address.to_string(),
+            "interface": interface.0,
+            "peer": peer.to_string(),
+        }),
         Resource::Steering(s) => json!({ "kind": "steering", "detail": format!("{s:?}") }),
     }
 }

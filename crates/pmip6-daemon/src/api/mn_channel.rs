@@ -521,7 +521,12 @@ mod tests {
             AccessTechnologyType::Ieee80211,
             "fe80::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED),
         ));
-        config.mobile_nodes.push(MobileNodeEntry { mn_id: MnIdentifier::nai(mn), macs: vec![mac], multihoming: false });
+        config.mobile_nodes.push(MobileNodeEntry {
+            mn_id: MnIdentifier::nai(mn),
+            macs: vec![mac],
+            multihoming: false,
+            ipv4: false,
+        });
         let mut mag = Mag::new(config);
         mag.handle_attach(NOW, InterfaceId(2), mac);
         let message = std::iter::from_fn(|| mag.poll_transmit())

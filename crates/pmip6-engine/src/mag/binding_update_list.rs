@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use pmip6_wire::{AccessTechnologyType, HandoffIndicator, MnIdentifier, Prefix};
@@ -81,6 +81,13 @@ pub struct BulEntry {
     pub key: BindingKey,
     /// Whether PBUs carry an empty MuHo (draft §5.2.1).
     pub multihoming: bool,
+    /// Whether PBUs ask for an IPv4 home address (RFC 5844 §3.2).
+    pub ipv4: bool,
+    /// The IPv4 home address and its prefix length, from the PBA's IPv4 Home Address Reply
+    /// (RFC 5844 §3.2.2): routed on the access link and source-routed into the tunnel.
+    pub ipv4_home_address: Option<(Ipv4Addr, u8)>,
+    /// The mobile node's IPv4 default router, from the PBA (RFC 5844 §3.3.3).
+    pub ipv4_default_router: Option<Ipv4Addr>,
     /// The access link's technology, sent as ATT.
     pub access_technology: AccessTechnologyType,
     /// Where the session stands.
@@ -253,6 +260,9 @@ mod tests {
                 mac: [2, 0, 0, 0, 0, mac],
             },
             multihoming: false,
+            ipv4: false,
+            ipv4_home_address: None,
+            ipv4_default_router: None,
             access_technology: AccessTechnologyType::Ieee80211,
             state: BindingState::Registering,
             home_network_prefixes: Vec::new(),

@@ -133,6 +133,9 @@ pub struct MobileNodeEntry {
     pub macs: Vec<[u8; 6]>,
     /// Whether PBUs carry the empty MuHo option (draft §5.2.1).
     pub multihoming: bool,
+    /// Whether PBUs ask for an IPv4 home address (RFC 5844 §3.2: an IPv4 Home Address
+    /// Request option).
+    pub ipv4: bool,
 }
 
 /// Registration lifetimes and retransmission (RFC 5213 §6.9.1, §6.9.4; RFC 6275 §11.8).

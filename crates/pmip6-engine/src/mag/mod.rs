@@ -1,8 +1,9 @@
 //! The mobile access gateway (RFC 5213 §6) with the multihoming extensions of
 //! draft-bernardos-mif-pmip-02: attachment detection, the Binding Update List, Proxy Binding
 //! Updates with retransmission, refresh and de-registration, Router Advertisements to the mobile
-//! nodes, the data-plane intents for the tunnel and the per-prefix routes, Update Notifications
-//! (RFC 7077), Binding Revocation (RFC 5846) and heartbeats (RFC 5847).
+//! nodes, the data-plane intents for the tunnel and the per-prefix routes, IPv4 home addresses
+//! (RFC 5844), Update Notifications (RFC 7077), Binding Revocation (RFC 5846) and heartbeats
+//! (RFC 5847).
 //!
 //! # I/O contract
 //!
@@ -36,6 +37,9 @@
 //!   other prefix over this link, draft §3). The downlink route is left out when that prefix is
 //!   an own prefix of another session of the MN at this MAG: its on-link route there is better
 //!   and two routes for one prefix would collide.
+//! - the IPv4 home address the LMA granted, when the MN's entry asks for one (RFC 5844 §3.2):
+//!   `Ipv4HomeAddressToAccess { address, if }` and `Ipv4SourceRouteToTunnel { address, if,
+//!   lmaa }`.
 //!
 //! `mn_link_local` is the source of the MN's RS when that is link-local, else `fe80::` + the
 //! modified EUI-64 of its MAC (what an unconfigured Linux host uses); a later RS from another
@@ -48,14 +52,15 @@ mod resources;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use pmip6_wire::nd::{LinkLayerAddress, MAX_FLAG_BIT, RouterSolicitation};
 use pmip6_wire::{
     BaStatus, BindingAck, BindingRevocation, BindingUpdate, BuFlags, HandoffIndicator, Heartbeat, HeartbeatFlags,
-    Message, MhType, MnIdentifier, MobilityOption, NotificationReason, Prefix, RevocationFlags, RevocationKind,
-    RevocationStatus, RevocationTrigger, Timestamp, UpaStatus, UpdateNotification, UpdateNotificationAck, UpnFlags,
+    Ipv4HoaReplyStatus, Message, MhType, MnIdentifier, MobilityOption, NotificationReason, Prefix, RevocationFlags,
+    RevocationKind, RevocationStatus, RevocationTrigger, Timestamp, UpaStatus, UpdateNotification,
+    UpdateNotificationAck, UpnFlags,
 };
 
 use crate::common::{
@@ -92,6 +97,14 @@ pub enum MagEvent {
         interface: InterfaceId,
         /// The RS source.
         src: Ipv6Addr,
+    },
+    /// The LMA did not grant the IPv4 home address asked for (RFC 5844 §3.2.2); the IPv6
+    /// session stands.
+    Ipv4HomeAddressRefused {
+        /// The session.
+        key: BindingKey,
+        /// The IPv4 Home Address Reply status.
+        status: Ipv4HoaReplyStatus,
     },
     /// A MAC missing from the static table: not served (draft §5.2.1).
     UnknownMobileNode {
@@ -516,15 +529,16 @@ impl Mag {
     // -----------------------------------------------------------------------------------------
     // Attachment and detachment.
 
-    /// The MN-ID and multihoming flag of `mac` (draft §5.2.1), or `None` (with an event).
-    fn identify(&mut self, interface: InterfaceId, mac: [u8; 6]) -> Option<(MnIdentifier, bool)> {
+    /// The MN-ID, multihoming flag (draft §5.2.1) and IPv4 flag (RFC 5844) of `mac`, or `None`
+    /// (with an event).
+    fn identify(&mut self, interface: InterfaceId, mac: [u8; 6]) -> Option<(MnIdentifier, bool, bool)> {
         if let Some(entry) = self.mobile_nodes.get(&mac).and_then(|&i| self.config.mobile_nodes.get(i)) {
-            return Some((entry.mn_id.clone(), entry.multihoming));
+            return Some((entry.mn_id.clone(), entry.multihoming, entry.ipv4));
         }
         if self.config.serve_unknown_mobile_nodes {
             let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
             let nai = format!("{hex}@{}", self.config.unknown_mobile_node_realm);
-            return Some((MnIdentifier::nai(&nai), false));
+            return Some((MnIdentifier::nai(&nai), false, false));
         }
         self.events.push_back(MagEvent::UnknownMobileNode { interface, mac });
         None
@@ -539,7 +553,7 @@ impl Mag {
         handoff: Option<HandoffIndicator>,
         solicited_by: Option<Ipv6Addr>,
     ) {
-        let Some((mn_id, multihoming)) = self.identify(interface, mac) else { return };
+        let Some((mn_id, multihoming, ipv4)) = self.identify(interface, mac) else { return };
         let Some(iface) = self.interfaces.get(&interface) else { return };
         let key = BindingKey { mn_id, interface, mac };
         match self.bul.get(&key).map(|e| e.state) {
@@ -563,6 +577,9 @@ impl Mag {
                 let entry = BulEntry {
                     key: key.clone(),
                     multihoming,
+                    ipv4,
+                    ipv4_home_address: None,
+                    ipv4_default_router: None,
                     access_technology: iface.access_technology,
                     state: BindingState::Registering,
                     home_network_prefixes: Vec::new(),
@@ -701,6 +718,11 @@ impl Mag {
                 option_type: self.config.parse_config.muho_option_type(),
                 prefix: Prefix::ALL_ZERO,
             });
+        }
+        if entry.ipv4 {
+            // RFC 5844 §3.2.1: 0.0.0.0 asks the LMA to assign; later PBUs name the address held.
+            let (address, prefix_len) = entry.ipv4_home_address.unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
+            options.push(MobilityOption::Ipv4HomeAddressRequest { prefix_len, address });
         }
         options.push(MobilityOption::HandoffIndicator(pending.handoff));
         options.push(MobilityOption::AccessTechnologyType(entry.access_technology));
@@ -877,7 +899,34 @@ impl Mag {
             _ => None,
         });
         let interface_ll = self.interfaces.get(&key.interface).map(|i| i.link_local);
+        // RFC 5844 §3.2.2: the IPv4 home address granted, if asked for; a refused request
+        // leaves the IPv6 session as it is.
+        let ipv4_reply = ba.options.iter().find_map(|o| match o {
+            MobilityOption::Ipv4HomeAddressReply { status, prefix_len, address } => {
+                Some((*status, *prefix_len, *address))
+            }
+            _ => None,
+        });
+        let ipv4_router = ba.options.iter().find_map(|o| match o {
+            MobilityOption::Ipv4DefaultRouter(a) => Some(*a),
+            _ => None,
+        });
+        let asked_ipv4 = self.bul.get(key).is_some_and(|e| e.ipv4);
+        let ipv4 = match ipv4_reply {
+            Some((Ipv4HoaReplyStatus::Success, prefix_len, address))
+                if asked_ipv4 && !address.is_unspecified() && prefix_len <= 32 =>
+            {
+                Some((address, prefix_len))
+            }
+            Some((status, ..)) if asked_ipv4 => {
+                self.events.push_back(MagEvent::Ipv4HomeAddressRefused { key: key.clone(), status });
+                None
+            }
+            _ => None,
+        };
         let Some(entry) = self.bul.get_mut(key) else { return };
+        entry.ipv4_home_address = ipv4;
+        entry.ipv4_default_router = ipv4.and(ipv4_router);
         let withdrawn: Vec<Prefix> =
             entry.home_network_prefixes.iter().filter(|p| !hnps.contains(p)).copied().collect();
         entry.state = BindingState::Bound;
@@ -1018,6 +1067,12 @@ impl Mag {
             for &prefix in &entry.home_network_prefixes {
                 desired.insert(Resource::PrefixToAccess { prefix, interface, next_hop: None });
                 desired.insert(Resource::SourceRouteToTunnel { prefix, interface, peer: lmaa });
+            }
+            // RFC 5844 §3.2.2, §3.2.4: the IPv4 home address on the access link, its uplink
+            // into the tunnel.
+            if let Some((address, _)) = entry.ipv4_home_address {
+                desired.insert(Resource::Ipv4HomeAddressToAccess { address, interface });
+                desired.insert(Resource::Ipv4SourceRouteToTunnel { address, interface, peer: lmaa });
             }
             // draft §4.3, §5.2.1, Figure 4: the MN's other prefixes via its address here.
             for &prefix in entry.other_prefixes.iter().filter(|p| !entry.home_network_prefixes.contains(p)) {

@@ -10,11 +10,14 @@
 //! routes removed before the tunnel, the tunnel added before the routes — [`Resource`]'s
 //! ordering puts the tunnel first.
 //!
-//! One downlink route per prefix, whoever asks: a kernel holds one route per destination. Two
-//! mobile nodes can claim one prefix for a while when the LMA hands out again a prefix a MAG
-//! still serves (an LMA that restarted without its binding cache); the route first installed
+//! One downlink route per prefix or IPv4 home address, whoever asks: a kernel holds one route
+//! per destination. Two mobile nodes can claim one prefix for a while when the LMA hands out
+//! again a prefix a MAG still serves (an LMA that restarted without its binding cache), and two
+//! sessions of one node when the LMA moved a session's prefixes or address to another
+//! interface here and the old session has not registered afresh yet; the route first installed
 //! stays, the other waits and is installed when the first goes.
 
+use core::net::Ipv4Addr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use pmip6_wire::{MnIdentifier, Prefix};
@@ -26,16 +29,24 @@ use crate::common::{Intent, Resource};
 pub(crate) struct ResourceTable {
     per_mn: BTreeMap<MnIdentifier, BTreeSet<Resource>>,
     refs: BTreeMap<Resource, u32>,
-    /// The installed downlink route of each prefix.
-    routes: BTreeMap<Prefix, Resource>,
+    /// The installed downlink route of each destination.
+    routes: BTreeMap<Destination, Resource>,
     /// Downlink routes wanted while another route of their prefix is installed.
     waiting: BTreeMap<Resource, u32>,
 }
 
-/// The prefix of a downlink route.
-fn route_prefix(resource: &Resource) -> Option<Prefix> {
+/// What a downlink route leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Destination {
+    Prefix(Prefix),
+    Ipv4(Ipv4Addr),
+}
+
+/// The destination of a downlink route.
+fn route_prefix(resource: &Resource) -> Option<Destination> {
     match resource {
-        Resource::PrefixToAccess { prefix, .. } => Some(*prefix),
+        Resource::PrefixToAccess { prefix, .. } => Some(Destination::Prefix(*prefix)),
+        Resource::Ipv4HomeAddressToAccess { address, .. } => Some(Destination::Ipv4(*address)),
         _ => None,
     }
 }
@@ -105,8 +116,8 @@ impl ResourceTable {
         }
     }
 
-    /// Installs a waiting route of `prefix`, if any, now that its prefix is free.
-    fn promote(&mut self, prefix: Prefix, out: &mut VecDeque<Intent>) {
+    /// Installs a waiting route of `prefix`, if any, now that its destination is free.
+    fn promote(&mut self, prefix: Destination, out: &mut VecDeque<Intent>) {
         let Some(next) = self.waiting.keys().find(|r| route_prefix(r) == Some(prefix)).cloned() else { return };
         let count = self.waiting.remove(&next).unwrap_or(1);
         self.refs.insert(next.clone(), count);
@@ -180,6 +191,25 @@ mod tests {
         assert!(out.is_empty());
         table.reconcile(&b, BTreeSet::new(), &mut out);
         assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(route_via(1, 7))]);
+        assert_eq!(table.all().count(), 0);
+    }
+
+    #[test]
+    fn one_route_per_ipv4_home_address_across_sessions() {
+        let home = |interface| Resource::Ipv4HomeAddressToAccess {
+            address: Ipv4Addr::new(10, 64, 0, 2),
+            interface: InterfaceId(interface),
+        };
+        let a = MnIdentifier::nai("a@x");
+        let mut table = ResourceTable::default();
+        let mut out = VecDeque::new();
+        // The address moved to the session on link 2 while the one on link 1 still holds it.
+        table.reconcile(&a, [home(1), home(2)].into(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Add(home(1))]);
+        table.reconcile(&a, [home(2)].into(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(home(1)), Intent::Add(home(2))]);
+        table.reconcile(&a, BTreeSet::new(), &mut out);
+        assert_eq!(Vec::from(out.split_off(0)), [Intent::Remove(home(2))]);
         assert_eq!(table.all().count(), 0);
     }
 }
