@@ -118,7 +118,7 @@ pub struct FlowKey {
     pub src_port: u16,
     /// Destination port, or echo identifier; 0 without ports.
     pub dst_port: u16,
-    /// IPv6 flow label (20 bits, RFC 8200 §6); 0 for IPv4. Higher bits are no part of the
+    /// IPv6 flow label (20 bits, RFC 8200 §6); 0 for IPv4. Higher bits are not part of the
     /// flow's identity: keys differing only there are equal (and [`FlowKey::v6`] clears them).
     pub flow_label: u32,
     /// The L4 protocol: the last Next Header of the walk (or IPv4 Protocol).
