@@ -30,6 +30,14 @@
 //! | rule `from prefix iif <access> lookup T(LMA)` (MAG, `SourceRouteToTunnel`), priority `rule_priority + 1` | same | same | same |
 //! | after a crash | devices and the routes through them stay; the next [`Routing::open`] deletes them | routes and rules stay until the next open | the devices and their routes go with the process; rules stay until the next open |
 //!
+//! IPv4 home addresses (RFC 5844) go IPv4-in-IPv6 (next header 4), with the tun backend only
+//! (the ip6tnl devices are ip6ip6, seg6 encap.red carries IPv6): at the LMA
+//! (`Ipv4HomeAddressToTunnel`) `address/32 dev p6t<slot>` in the main table; at a MAG
+//! (`Ipv4HomeAddressToAccess`) `address/32 dev <access>`, and (`Ipv4SourceRouteToTunnel`) the
+//! rule `from address/32 iif <access> lookup T(LMA)` with an IPv4 `default dev p6t<slot>` in
+//! that table. IPv4 forwarding is switched on with the first of them. The other backends refuse
+//! them with [`RoutingError::Unsupported`].
+//!
 //! `D` is the device of the kernel's route to the peer (for the decapsulation route: the device
 //! holding `local`).
 //!
@@ -110,7 +118,7 @@
 
 mod genl;
 
-use core::net::{IpAddr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
 
 use futures_util::stream::TryStreamExt;
@@ -323,6 +331,33 @@ impl RoutingConfig {
         rule
     }
 
+    /// `destination/len dev oif` in `table`, IPv4 (RFC 5844 home addresses, tun backend).
+    fn device_route_v4(&self, table: u32, destination: Ipv4Addr, len: u8, oif: u32) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = len;
+        m.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+        m.header.protocol = RouteProtocol::from(self.protocol);
+        m.header.scope = RouteScope::Link;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Table(table));
+        if len > 0 {
+            m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        }
+        m.attributes.push(RouteAttribute::Oif(oif));
+        m
+    }
+
+    /// `from address/32 iif name lookup table`, IPv4.
+    fn source_rule_v4(&self, address: Ipv4Addr, name: String, table: u32) -> RuleMessage {
+        let mut rule = self.rule_base(self.rule_priority + 1, table);
+        rule.header.family = AddressFamily::Inet;
+        rule.header.src_len = 32;
+        rule.attributes.push(RuleAttribute::Source(IpAddr::V4(address)));
+        rule.attributes.push(RuleAttribute::Iifname(name));
+        rule
+    }
+
     /// `fwmark T lookup T`: the mark equals the table number.
     fn fwmark_rule(&self, table: u32) -> RuleMessage {
         let mut rule = self.rule_base(self.rule_priority + 1, table);
@@ -488,6 +523,10 @@ pub struct Routing {
     next_slot: u32,
     /// The interface name of each source rule, by (prefix, interface, peer).
     source_rules: BTreeMap<(Prefix, InterfaceId, Ipv6Addr), String>,
+    /// The same for the IPv4 home addresses' source rules.
+    source_rules_v4: BTreeMap<(Ipv4Addr, InterfaceId, Ipv6Addr), String>,
+    /// Whether IPv4 forwarding was switched on (with the first IPv4 home address).
+    ipv4_forwarding: bool,
     previous_tunnel_source: Ipv6Addr,
     /// The tun backend's packet path; `None` with seg6 and ip6tnl.
     forwarder: Option<Forwarder>,
@@ -575,6 +614,8 @@ impl Routing {
             tunnels: BTreeMap::new(),
             next_slot: 0,
             source_rules: BTreeMap::new(),
+            source_rules_v4: BTreeMap::new(),
+            ipv4_forwarding: false,
             previous_tunnel_source: Ipv6Addr::UNSPECIFIED,
             forwarder: None,
         };
@@ -795,10 +836,95 @@ impl Routing {
                 Ok(())
             }
             Resource::Steering(_) => Ok(()),
-            Resource::Ipv4HomeAddressToTunnel { address, .. }
-            | Resource::Ipv4HomeAddressToAccess { address, .. }
-            | Resource::Ipv4SourceRouteToTunnel { address, .. } => Err(ipv4_unsupported(address)),
+            Resource::Ipv4HomeAddressToTunnel { address, peer } => {
+                // RFC 5844 §3.1.4: downlink IPv4 packets for the home address go into the
+                // tunnel, IPv4 in IPv6.
+                let oif = self.ipv4_tunnel(address, peer)?;
+                self.enable_ipv4_forwarding()?;
+                let route = self.config.device_route_v4(TABLE_MAIN, address, 32, oif);
+                self.handle.route().add(route).replace().execute().await.map_err(netlink("IPv4 route into tunnel"))
+            }
+            Resource::Ipv4HomeAddressToAccess { address, interface } => {
+                // RFC 5844 §3.2.4: IPv4 packets for the mobile node go out on its access link.
+                self.enable_ipv4_forwarding()?;
+                let route = self.config.device_route_v4(TABLE_MAIN, address, 32, interface.0);
+                self.handle.route().add(route).replace().execute().await.map_err(netlink("IPv4 route to access link"))
+            }
+            Resource::Ipv4SourceRouteToTunnel { address, interface, peer } => {
+                // RFC 5844 §3.2.4: uplink IPv4 packets from the home address go into the
+                // tunnel: a source rule into the tunnel's table, which gets an IPv4 default
+                // route beside its IPv6 one.
+                let oif = self.ipv4_tunnel(address, peer)?;
+                let table = self.tunnels.get(&peer).map(|t| self.table(t.slot)).ok_or(RoutingError::NoTunnel(peer))?;
+                self.enable_ipv4_forwarding()?;
+                let default = self.config.device_route_v4(table, Ipv4Addr::UNSPECIFIED, 0, oif);
+                self.handle
+                    .route()
+                    .add(default)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(netlink("IPv4 tunnel default route"))?;
+                let name = self.interface_name(interface.0).await?;
+                self.add_rule(self.config.source_rule_v4(address, name.clone(), table), "IPv4 source route rule")
+                    .await?;
+                self.source_rules_v4.insert((address, interface, peer), name);
+                Ok(())
+            }
         }
+    }
+
+    /// The device of the tunnel to `peer` for IPv4 home address `address`: IPv4 in IPv6 is
+    /// forwarded by the tun backend only (ip6tnl devices here are ip6ip6, seg6 encap.red is
+    /// IPv6 only).
+    fn ipv4_tunnel(&self, address: Ipv4Addr, peer: Ipv6Addr) -> Result<u32, RoutingError> {
+        if self.backend != TunnelBackend::Tun {
+            return Err(RoutingError::Unsupported(format!(
+                "IPv4 home address {address}: IPv4-in-IPv6 needs the tun backend, not {:?}",
+                self.backend
+            )));
+        }
+        self.tunnels.get(&peer).map(|t| t.oif).ok_or(RoutingError::NoTunnel(peer))
+    }
+
+    fn enable_ipv4_forwarding(&mut self) -> Result<(), RoutingError> {
+        if !self.ipv4_forwarding {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .map_err(|source| RoutingError::Io { what: "enabling IPv4 forwarding".into(), source })?;
+            self.ipv4_forwarding = true;
+        }
+        Ok(())
+    }
+
+    /// Deletes our IPv4 routes to `destination/len` in `table`, through `oif` when given.
+    async fn del_routes_v4(
+        &self,
+        destination: Ipv4Addr,
+        len: u8,
+        table: u32,
+        oif: Option<u32>,
+        what: &str,
+    ) -> Result<(), RoutingError> {
+        let protocol = RouteProtocol::from(self.config.protocol);
+        for route in self.dump_routes_v4().await? {
+            let dst = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                _ => None,
+            });
+            let through = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(o) => Some(*o),
+                _ => None,
+            });
+            if route.header.protocol == protocol
+                && route_table(&route) == table
+                && route.header.destination_prefix_length == len
+                && dst.unwrap_or(Ipv4Addr::UNSPECIFIED) == destination
+                && (oif.is_none() || through == oif)
+            {
+                self.del_route(route, what).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn remove(&mut self, resource: &Resource) -> Result<(), RoutingError> {
@@ -848,9 +974,22 @@ impl Routing {
                 ignore_missing(r).map_err(netlink("source route rule"))
             }
             Resource::Steering(_) => Ok(()),
-            Resource::Ipv4HomeAddressToTunnel { address, .. }
-            | Resource::Ipv4HomeAddressToAccess { address, .. }
-            | Resource::Ipv4SourceRouteToTunnel { address, .. } => Err(ipv4_unsupported(address)),
+            Resource::Ipv4HomeAddressToTunnel { address, peer } => {
+                // Only the route into *this* peer's tunnel (after a handoff the address may
+                // already point to the new MAG); none left when the device is gone.
+                let Some(oif) = self.tunnels.get(&peer).map(|t| t.oif) else { return Ok(()) };
+                self.del_routes_v4(address, 32, TABLE_MAIN, Some(oif), "IPv4 route into tunnel").await
+            }
+            Resource::Ipv4HomeAddressToAccess { address, interface } => {
+                self.del_routes_v4(address, 32, TABLE_MAIN, Some(interface.0), "IPv4 route to access link").await
+            }
+            Resource::Ipv4SourceRouteToTunnel { address, interface, peer } => {
+                let Some(name) = self.source_rules_v4.remove(&(address, interface, peer)) else { return Ok(()) };
+                let Some(tunnel) = self.tunnels.get(&peer) else { return Ok(()) };
+                let rule = self.config.source_rule_v4(address, name, self.table(tunnel.slot));
+                let r = self.handle.rule().del(rule).execute().await;
+                ignore_missing(r).map_err(netlink("IPv4 source route rule"))
+            }
         }
     }
 
@@ -975,7 +1114,14 @@ impl Routing {
                 ignore_missing(r).map_err(netlink("tunnel rule"))?;
             }
         }
+        for rule in self.dump_rules_v4().await? {
+            if rule_table(&rule) == table && rule_protocol(&rule) == Some(protocol) {
+                let r = self.handle.rule().del(rule).execute().await;
+                ignore_missing(r).map_err(netlink("tunnel IPv4 rule"))?;
+            }
+        }
         self.source_rules.retain(|(_, _, p), _| *p != peer);
+        self.source_rules_v4.retain(|(_, _, p), _| *p != peer);
         // Whatever is left in the table (the default route) goes with the tunnel; with tun and
         // ip6tnl also our routes into its device (the kernel would drop them with the device
         // anyway).
@@ -984,6 +1130,12 @@ impl Routing {
             let into_device = devices && route_entry(&route).oif == Some(tunnel.oif);
             if (route_table(&route) == table || into_device) && route.header.protocol == protocol {
                 self.del_route(route, "tunnel route").await?;
+            }
+        }
+        for route in self.dump_routes_v4().await? {
+            let into_device = route.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(o) if *o == tunnel.oif));
+            if (route_table(&route) == table || into_device) && route.header.protocol == protocol {
+                self.del_route(route, "tunnel IPv4 route").await?;
             }
         }
         if let Some(forwarder) = self.forwarder.as_mut() {
@@ -1037,6 +1189,7 @@ impl Routing {
         }
         self.tunnels.clear();
         self.source_rules.clear();
+        self.source_rules_v4.clear();
         let restored = if self.backend == TunnelBackend::Seg6 {
             genl::set_tunnel_source(self.previous_tunnel_source)
                 .map_err(|source| RoutingError::Io { what: "restoring the seg6 tunnel source".into(), source })
@@ -1105,6 +1258,17 @@ impl Routing {
                 self.del_route(route, "removing our route").await?;
             }
         }
+        for rule in self.dump_rules_v4().await? {
+            if rule_protocol(&rule) == Some(protocol) {
+                let r = self.handle.rule().del(rule).execute().await;
+                ignore_missing(r).map_err(netlink("removing our IPv4 rule"))?;
+            }
+        }
+        for route in self.dump_routes_v4().await? {
+            if route.header.protocol == protocol {
+                self.del_route(route, "removing our IPv4 route").await?;
+            }
+        }
         let links: Vec<LinkMessage> =
             self.handle.link().get().execute().try_collect().await.map_err(netlink("dumping links"))?;
         for link in links.iter().filter(|l| is_our_ip6tnl(l)) {
@@ -1148,6 +1312,22 @@ impl Routing {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet6;
         self.handle.route().get(m).execute().try_collect().await.map_err(netlink("dumping routes"))
+    }
+
+    async fn dump_routes_v4(&self) -> Result<Vec<RouteMessage>, RoutingError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        self.handle.route().get(m).execute().try_collect().await.map_err(netlink("dumping IPv4 routes"))
+    }
+
+    async fn dump_rules_v4(&self) -> Result<Vec<RuleMessage>, RoutingError> {
+        self.handle
+            .rule()
+            .get(rtnetlink::IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(netlink("dumping IPv4 rules"))
     }
 
     async fn dump_rules(&self) -> Result<Vec<RuleMessage>, RoutingError> {
@@ -1321,13 +1501,6 @@ fn rule_entry(m: &RuleMessage) -> RuleEntry {
         }
     }
     entry
-}
-
-/// RFC 5844 IPv4 home addresses: the engines assign and signal them, but this data plane has
-/// no IPv4-in-IPv6 forwarding yet, so an intent for one is refused by name (the daemons do
-/// not offer IPv4 home addresses until it has).
-fn ipv4_unsupported(address: core::net::Ipv4Addr) -> RoutingError {
-    RoutingError::Unsupported(format!("IPv4 home address {address}: no IPv4-in-IPv6 forwarding in this data plane"))
 }
 
 #[cfg(test)]
@@ -1634,6 +1807,8 @@ mod tests {
                     tunnels: BTreeMap::new(),
                     next_slot: 0,
                     source_rules: BTreeMap::new(),
+                    source_rules_v4: BTreeMap::new(),
+                    ipv4_forwarding: false,
                     previous_tunnel_source,
                 };
 

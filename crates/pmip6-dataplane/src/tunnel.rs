@@ -1,5 +1,6 @@
-//! The `tun` tunnel backend's packet path: IPv6-in-IPv6 (RFC 2473) forwarded in user space,
-//! for kernels with no tunnel of their own (no ip6tnl, no seg6 lightweight tunnels).
+//! The `tun` tunnel backend's packet path: IPv6-in-IPv6 (RFC 2473) and, for the IPv4 home
+//! addresses of RFC 5844 (§3.1.4), IPv4-in-IPv6, forwarded in user space, for kernels with no
+//! tunnel of their own (no ip6tnl, no seg6 lightweight tunnels).
 //!
 //! ```text
 //!  encapsulation:  kernel route ──► TUN p6tN ──read──► raw socket (protocol 41, bound to local)
@@ -10,7 +11,9 @@
 //!                   packet, outer header stripped)                                        it as received on p6tN
 //! ```
 //!
-//! One TUN device per tunnel peer, one raw socket for all of them. The devices are not
+//! One TUN device per tunnel peer (it carries both IP versions: the kernel tells them by the
+//! version nibble), one raw socket per inner version (protocol 41 for IPv6, 4 for IPv4) for
+//! all of them. The devices are not
 //! persistent: each disappears, with every route through it, when its descriptor closes — on
 //! tunnel removal, on [`crate::routing::Routing::close`], on drop, or when the process dies.
 //!
@@ -19,7 +22,7 @@
 //! reads its TUN device. A read or write error is counted and logged, never a panic; a failing
 //! read is retried after [`ERROR_BACKOFF`] so that a broken descriptor never spins.
 
-use core::net::Ipv6Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -36,10 +39,14 @@ pub const DEVICE_PREFIX: &str = "p6t";
 pub const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// `IPPROTO_IPV6`: IPv6 encapsulated in IPv6 (RFC 2473).
 const PROTOCOL_IPV6_IN_IPV6: libc::c_int = 41;
+/// `IPPROTO_IPIP`: IPv4 encapsulated in IPv6 (RFC 2473 §3, RFC 5844 §3.1.4).
+const PROTOCOL_IPV4_IN_IPV6: libc::c_int = 4;
 /// The largest IPv6 packet without a jumbogram, the size of every receive buffer.
 const BUFFER_LEN: usize = 65_535;
 /// The fixed IPv6 header.
 const IPV6_HEADER_LEN: usize = 40;
+/// The IPv4 header without options.
+const IPV4_HEADER_LEN: usize = 20;
 
 /// What the forwarder did, since [`crate::routing::Routing::open`]. All zero with the seg6
 /// backend, where the kernel forwards.
@@ -196,7 +203,7 @@ impl TunDevice {
     }
 }
 
-/// The raw IPv6 socket on protocol 41, bound to our tunnel end point.
+/// A raw IPv6 socket on protocol 41 or 4, bound to our tunnel end point.
 #[derive(Debug)]
 struct RawSocket {
     fd: AsyncFd<OwnedFd>,
@@ -213,14 +220,10 @@ fn sockaddr(addr: Ipv6Addr) -> libc::sockaddr_in6 {
 const SOCKADDR_IN6_LEN: libc::socklen_t = core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 
 impl RawSocket {
-    fn open(local: Ipv6Addr) -> io::Result<RawSocket> {
+    fn open(local: Ipv6Addr, protocol: libc::c_int) -> io::Result<RawSocket> {
         // SAFETY: plain socket(2); the result is checked.
         let fd = checked_fd(unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                PROTOCOL_IPV6_IN_IPV6,
-            )
+            libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, protocol)
         })?;
         let sa = sockaddr(local);
         // RFC 5213 §5.6.1, §6.10.1: the tunnel runs between the LMAA and the Proxy-CoA, so the
@@ -293,10 +296,19 @@ enum Verdict {
     LinkScope,
 }
 
+/// The IP version of a packet, by its first nibble.
+fn version(packet: &[u8]) -> Option<u8> {
+    packet.first().map(|b| b >> 4)
+}
+
 /// Checks an inner packet: a whole IPv6 packet (version 6, payload length within what was
 /// read), and, from a TUN device, not multicast or link-local — the kernel's own MLD reports
-/// and solicitations on the device, which have no business in the tunnel.
+/// and solicitations on the device, which have no business in the tunnel. IPv4 packets go to
+/// [`check_inner_v4`].
 fn check_inner(packet: &[u8], from_device: bool) -> Verdict {
+    if version(packet) == Some(4) {
+        return check_inner_v4(packet, from_device);
+    }
     if packet.len() < IPV6_HEADER_LEN || packet[0] >> 4 != 6 {
         return Verdict::Malformed;
     }
@@ -318,6 +330,32 @@ fn check_inner(packet: &[u8], from_device: bool) -> Verdict {
     Verdict::Forward
 }
 
+/// Checks an inner IPv4 packet: a whole one (version 4, header length at least 5 words, total
+/// length within what was read), and, from a TUN device, not multicast, broadcast or
+/// link-local (169.254/16).
+fn check_inner_v4(packet: &[u8], from_device: bool) -> Verdict {
+    if packet.len() < IPV4_HEADER_LEN || packet[0] >> 4 != 4 {
+        return Verdict::Malformed;
+    }
+    let header = usize::from(packet[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+    if header < IPV4_HEADER_LEN || total < header || total > packet.len() {
+        return Verdict::Malformed;
+    }
+    if from_device {
+        let destination = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        if destination.is_multicast()
+            || destination.is_broadcast()
+            || destination.is_link_local()
+            || source.is_link_local()
+        {
+            return Verdict::LinkScope;
+        }
+    }
+    Verdict::Forward
+}
+
 /// The tunnel peers and their devices, read by the receiving task.
 type Peers = Arc<RwLock<HashMap<Ipv6Addr, Arc<TunDevice>>>>;
 
@@ -330,10 +368,10 @@ type Peers = Arc<RwLock<HashMap<Ipv6Addr, Arc<TunDevice>>>>;
 /// moves to another one (which is what keeps a move from reordering the flow).
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    socket: Arc<RawSocket>,
+    sockets: Arc<Sockets>,
     peers: Peers,
     counters: Arc<Counters>,
-    receiver: JoinHandle<()>,
+    receivers: [JoinHandle<()>; 2],
     encapsulators: HashMap<Ipv6Addr, JoinHandle<()>>,
     runtime: tokio::runtime::Handle,
     /// Dropping it ends the forwarding thread.
@@ -365,20 +403,26 @@ fn forwarding_thread() -> io::Result<ForwardingThread> {
 }
 
 impl Forwarder {
-    /// Opens the raw socket bound to `local` and starts the forwarding thread with its
-    /// receiving (decapsulating) task.
+    /// Opens the raw sockets bound to `local` and starts the forwarding thread with its
+    /// receiving (decapsulating) tasks, one per inner IP version.
     pub fn start(local: Ipv6Addr) -> io::Result<Forwarder> {
         let (runtime, stop, thread) = forwarding_thread()?;
         let _entered = runtime.enter();
-        let socket = Arc::new(RawSocket::open(local)?);
+        let sockets = Arc::new(Sockets {
+            ipv6: RawSocket::open(local, PROTOCOL_IPV6_IN_IPV6)?,
+            ipv4: RawSocket::open(local, PROTOCOL_IPV4_IN_IPV6)?,
+        });
         let peers: Peers = Arc::default();
         let counters = Arc::new(Counters::default());
-        let receiver = runtime.spawn(decapsulate(Arc::clone(&socket), Arc::clone(&peers), Arc::clone(&counters)));
+        let receiver = |version| {
+            runtime.spawn(decapsulate(Arc::clone(&sockets), version, Arc::clone(&peers), Arc::clone(&counters)))
+        };
+        let receivers = [receiver(6), receiver(4)];
         Ok(Forwarder {
-            socket,
+            sockets,
             peers,
             counters,
-            receiver,
+            receivers,
             encapsulators: HashMap::new(),
             runtime,
             stop: Some(stop),
@@ -399,7 +443,7 @@ impl Forwarder {
         self.remove(peer).await;
         let device = Arc::new(device);
         self.write_peers().insert(peer, Arc::clone(&device));
-        let task = encapsulate(peer, device, Arc::clone(&self.socket), Arc::clone(&self.counters));
+        let task = encapsulate(peer, device, Arc::clone(&self.sockets), Arc::clone(&self.counters));
         self.encapsulators.insert(peer, self.runtime.spawn(task));
     }
 
@@ -447,8 +491,10 @@ impl Forwarder {
         for peer in peers {
             self.remove(peer).await;
         }
-        self.receiver.abort();
-        let _ = (&mut self.receiver).await;
+        for receiver in &mut self.receivers {
+            receiver.abort();
+            let _ = receiver.await;
+        }
     }
 
     /// The counters so far.
@@ -467,7 +513,9 @@ impl Drop for Forwarder {
     fn drop(&mut self) {
         // Shutdown or a crash in effect: the tasks stop, and the forwarding thread ends with
         // its runtime, closing the socket and every device before `drop` returns.
-        self.receiver.abort();
+        for receiver in &self.receivers {
+            receiver.abort();
+        }
         for task in self.encapsulators.values() {
             task.abort();
         }
@@ -478,8 +526,21 @@ impl Drop for Forwarder {
     }
 }
 
+/// The raw sockets, one per inner IP version.
+#[derive(Debug)]
+struct Sockets {
+    ipv6: RawSocket,
+    ipv4: RawSocket,
+}
+
+impl Sockets {
+    fn for_version(&self, version: u8) -> &RawSocket {
+        if version == 4 { &self.ipv4 } else { &self.ipv6 }
+    }
+}
+
 /// Reads what the kernel routes into `device` and sends it to `peer`.
-async fn encapsulate(peer: Ipv6Addr, device: Arc<TunDevice>, socket: Arc<RawSocket>, counters: Arc<Counters>) {
+async fn encapsulate(peer: Ipv6Addr, device: Arc<TunDevice>, sockets: Arc<Sockets>, counters: Arc<Counters>) {
     let mut buf = vec![0u8; BUFFER_LEN];
     loop {
         let n = match device.read(&mut buf).await {
@@ -507,6 +568,8 @@ async fn encapsulate(peer: Ipv6Addr, device: Arc<TunDevice>, socket: Arc<RawSock
         // point; its hop limit was already decremented by the kernel's forwarding. Packets too
         // big for the device never get here: the kernel sent Packet Too Big to their source
         // for the device MTU (RFC 2473 §7).
+        // Next header 41 for IPv6 inside, 4 for IPv4 (RFC 5844 §3.1.4): the socket sets it.
+        let socket = sockets.for_version(version(packet).unwrap_or(6));
         match socket.send_to(packet, peer).await {
             Ok(_) => {
                 bump(&counters.encapsulated_packets, 1);
@@ -520,9 +583,10 @@ async fn encapsulate(peer: Ipv6Addr, device: Arc<TunDevice>, socket: Arc<RawSock
     }
 }
 
-/// Receives every protocol-41 packet sent to `local` and writes the inner packet into the
-/// device of the peer that sent it.
-async fn decapsulate(socket: Arc<RawSocket>, peers: Peers, counters: Arc<Counters>) {
+/// Receives every protocol-41 (`version` 6) or protocol-4 (`version` 4) packet sent to `local`
+/// and writes the inner packet into the device of the peer that sent it.
+async fn decapsulate(sockets: Arc<Sockets>, version: u8, peers: Peers, counters: Arc<Counters>) {
+    let socket = sockets.for_version(version);
     let mut buf = vec![0u8; BUFFER_LEN];
     loop {
         let (n, source) = match socket.recv_from(&mut buf).await {
@@ -543,7 +607,7 @@ async fn decapsulate(socket: Arc<RawSocket>, peers: Peers, counters: Arc<Counter
             continue;
         };
         let packet = &buf[..n];
-        if check_inner(packet, false) != Verdict::Forward {
+        if self::version(packet) != Some(version) || check_inner(packet, false) != Verdict::Forward {
             bump(&counters.dropped_malformed, 1);
             continue;
         }
@@ -593,6 +657,33 @@ mod tests {
         let mut v4 = packet(global, other, 8);
         v4[0] = 0x45;
         assert_eq!(check_inner(&v4, false), Verdict::Malformed);
+    }
+
+    fn packet4(source: Ipv4Addr, destination: Ipv4Addr, payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; IPV4_HEADER_LEN + payload];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&u16::try_from(IPV4_HEADER_LEN + payload).unwrap_or(0).to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&source.octets());
+        p[16..20].copy_from_slice(&destination.octets());
+        p
+    }
+
+    #[test]
+    fn inner_ipv4_packets_are_checked() {
+        let (cn, home) = (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 64, 0, 2));
+        assert_eq!(check_inner(&packet4(cn, home, 8), true), Verdict::Forward);
+        assert_eq!(check_inner(&packet4(home, cn, 8), false), Verdict::Forward);
+        for scoped in [Ipv4Addr::new(224, 0, 0, 22), Ipv4Addr::BROADCAST, Ipv4Addr::new(169, 254, 1, 1)] {
+            assert_eq!(check_inner(&packet4(home, scoped, 8), true), Verdict::LinkScope, "{scoped}");
+        }
+        assert_eq!(check_inner(&packet4(Ipv4Addr::new(169, 254, 0, 9), cn, 8), true), Verdict::LinkScope);
+        assert_eq!(check_inner(&packet4(cn, home, 8)[..27], false), Verdict::Malformed, "total length beyond");
+        let mut short_header = packet4(cn, home, 8);
+        short_header[0] = 0x44;
+        assert_eq!(check_inner(&short_header, false), Verdict::Malformed);
+        assert_eq!(check_inner(&packet4(cn, home, 8)[..19], false), Verdict::Malformed);
     }
 
     #[test]

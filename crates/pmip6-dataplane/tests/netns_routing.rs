@@ -953,3 +953,187 @@ fn explicit_ip6tnl_backend_needs_the_kernel_option() {
     assert!(!ip_routes(&lma).iter().any(|(_, _, p)| ours(p)));
     assert!(!ip_rules(&lma).iter().any(|(_, _, p)| ours(p)));
 }
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// As [`ping`], over IPv4 (ICMP echo; a raw ICMP socket leaves the checksum to us).
+fn ping4(dst: std::net::Ipv4Addr, attempts: u16) -> bool {
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
+    let timeout = libc::timeval { tv_sec: 0, tv_usec: 300_000 };
+    // SAFETY: a valid timeval of the given size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            core::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut to: libc::sockaddr_in = unsafe { core::mem::zeroed() };
+    to.sin_family = libc::AF_INET as libc::sa_family_t;
+    to.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
+    let id: u16 = 0x7e54;
+    let mut answered = false;
+    for seq in 0..attempts {
+        let mut req = vec![8u8, 0, 0, 0];
+        req.extend_from_slice(&id.to_be_bytes());
+        req.extend_from_slice(&seq.to_be_bytes());
+        req.extend_from_slice(b"pmip6 routing test");
+        let sum = checksum(&req);
+        req[2..4].copy_from_slice(&sum.to_be_bytes());
+        // SAFETY: valid buffer and address.
+        unsafe {
+            libc::sendto(
+                fd,
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&raw const to).cast(),
+                core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < deadline {
+            let mut buf = [0u8; 1500];
+            // SAFETY: valid buffer; a raw IPv4 socket returns the IP header too.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 28 {
+                break;
+            }
+            let header = usize::from(buf[0] & 0x0f) * 4;
+            let icmp = &buf[header..];
+            if icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && buf[12..16] == dst.octets() {
+                answered = true;
+                break;
+            }
+        }
+        if answered {
+            break;
+        }
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    answered
+}
+
+/// (2b) RFC 5844: the same path for an IPv4 home address. cn (192.0.2.2) — lma — mag — mn
+/// (10.64.0.2, default router 10.64.0.1 on the MAG's access link): an IPv4 ping crosses the
+/// tunnel both ways as IPv4-in-IPv6 (next header 4), and close leaves no IPv4 route or rule.
+#[test]
+fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
+    use std::net::Ipv4Addr;
+    let nets = Namespaces::new("rt4", &["cn", "lma", "mag", "mn"]);
+    let pid = std::process::id();
+    let (cn_if, lma_cn, lma_to_mag, mag_to_lma, mag_access, mn_if) = (
+        format!("r4c{pid}"),
+        format!("r4d{pid}"),
+        format!("r4l{pid}"),
+        format!("r4m{pid}"),
+        format!("r4a{pid}"),
+        format!("r4n{pid}"),
+    );
+    nets.link(("cn", &cn_if, ""), ("lma", &lma_cn, ""));
+    nets.link(("lma", &lma_to_mag, "2001:db8:ffff::1/64"), ("mag", &mag_to_lma, "2001:db8:ffff::2/64"));
+    nets.link(("mag", &mag_access, ""), ("mn", &mn_if, ""));
+    let (cn, lma, mag, mn) = (nets.name("cn"), nets.name("lma"), nets.name("mag"), nets.name("mn"));
+    ip(&["-n", &cn, "addr", "add", "192.0.2.2/24", "dev", &cn_if]);
+    ip(&["-n", &lma, "addr", "add", "192.0.2.1/24", "dev", &lma_cn]);
+    ip(&["-n", &cn, "route", "add", "default", "via", "192.0.2.1"]);
+    // The MAG presents the mobile nodes' default router on the access link.
+    ip(&["-n", &mag, "addr", "add", "10.64.0.1/32", "dev", &mag_access]);
+    ip(&["-n", &mn, "addr", "add", "10.64.0.2/24", "dev", &mn_if]);
+    ip(&["-n", &mn, "route", "add", "default", "via", "10.64.0.1"]);
+    let access = InterfaceId(ifindex(&mag, &mag_access));
+    let home = Ipv4Addr::new(10, 64, 0, 2);
+
+    let lma_intents = vec![
+        Intent::Add(Resource::Tunnel { local: LMAA, peer: PROXY_COA }),
+        Intent::Add(Resource::Ipv4HomeAddressToTunnel { address: home, peer: PROXY_COA }),
+    ];
+    let mag_intents = vec![
+        Intent::Add(Resource::Tunnel { local: PROXY_COA, peer: LMAA }),
+        Intent::Add(Resource::Ipv4SourceRouteToTunnel { address: home, interface: access, peer: LMAA }),
+        Intent::Add(Resource::Ipv4HomeAddressToAccess { address: home, interface: access }),
+    ];
+    let mut lma_config = config(Role::Lma, LMAA);
+    lma_config.backend = TunnelBackend::Tun;
+    let mut mag_config = config(Role::Mag, PROXY_COA);
+    mag_config.backend = TunnelBackend::Tun;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_lma_tx, stop_lma_rx) = mpsc::channel();
+    let (stop_mag_tx, stop_mag_rx) = mpsc::channel();
+    let lma_thread = spawn_routing(&lma, lma_config, lma_intents, ready_tx.clone(), stop_lma_rx);
+    let mag_thread = spawn_routing(&mag, mag_config, mag_intents, ready_tx, stop_mag_rx);
+    let both_ready = ready_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+        && ready_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+    if !both_ready {
+        let _ = stop_lma_tx.send(());
+        let _ = stop_mag_tx.send(());
+        join_all(vec![lma_thread, mag_thread]);
+        panic!("the data planes did not come up");
+    }
+    let ours_v4 = |ns: &str| {
+        let routes = ip_json(ns, &["-4", "route", "show", "table", "all", "proto", &PROTOCOL.to_string()]);
+        let rules = ip_json(ns, &["-4", "rule", "show"]);
+        let rules = rules
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["protocol"].as_str() == Some(&PROTOCOL.to_string())).count())
+            .unwrap_or(0);
+        (routes.as_array().map_or(0, Vec::len), rules)
+    };
+    // The MAG holds the access route, the source rule and the tunnel table's IPv4 default.
+    let at_mag = ours_v4(&mag);
+
+    let capture = Command::new("ip")
+        .args(["netns", "exec", &lma, "tcpdump", "-n", "-l", "-c", "2", "-i", &lma_to_mag, "ip6 and ip6[6] == 4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut capture = match capture {
+        Ok(child) => child,
+        Err(e) => panic!("tcpdump (needed to check the wire format): {e}"),
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let answered = in_ns(&cn, move || ping4(home, 10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline && matches!(capture.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = capture.kill();
+    let captured =
+        capture.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let _ = stop_lma_tx.send(());
+    let _ = stop_mag_tx.send(());
+    let results = join_all(vec![lma_thread, mag_thread]);
+    eprintln!("backends and counters (lma, mag): {results:?}; captured: {captured}");
+    assert!(answered, "no IPv4 echo reply from the mobile node {home} through the tunnel");
+    assert_eq!(at_mag, (2, 1), "access route + tunnel-table default, one source rule");
+    let down = format!("IP6 {LMAA} > {PROXY_COA}: IP 192.0.2.2 > {home}");
+    let up = format!("IP6 {PROXY_COA} > {LMAA}: IP {home} > 192.0.2.2");
+    assert!(captured.contains(&down), "no IPv4-in-IPv6 echo request {down} on the LMA–MAG link: {captured}");
+    assert!(captured.contains(&up), "no IPv4-in-IPv6 echo reply {up} on the LMA–MAG link: {captured}");
+    for (side, (backend, counters)) in ["lma", "mag"].iter().zip(&results) {
+        assert_eq!(*backend, TunnelBackend::Tun);
+        assert!(counters.encapsulated_packets >= 1 && counters.decapsulated_packets >= 1, "{side}: {counters:?}");
+        assert_eq!(counters.dropped_not_a_peer + counters.dropped_malformed, 0, "{side}: {counters:?}");
+    }
+    for ns in [&lma, &mag] {
+        assert_eq!(ours_v4(ns), (0, 0), "IPv4 routes or rules of ours left in {ns}");
+        assert!(tunnel_devices(ns).is_empty(), "devices left in {ns}");
+    }
+}
