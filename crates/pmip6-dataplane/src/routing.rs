@@ -35,7 +35,9 @@
 //! (`Ipv4HomeAddressToTunnel`) `address/32 dev p6t<slot>` in the main table; at a MAG
 //! (`Ipv4HomeAddressToAccess`) `address/32 dev <access>`, and (`Ipv4SourceRouteToTunnel`) the
 //! rule `from address/32 iif <access> lookup T(LMA)` with an IPv4 `default dev p6t<slot>` in
-//! that table. IPv4 forwarding is switched on with the first of them. The other backends refuse
+//! that table; (`Ipv4DefaultRouterOnAccess`) the mobile nodes' default router as an address
+//! `router/32` of the access link, tagged with our protocol (`IFA_PROTO`), so that [`Routing::open`]
+//! and [`Routing::close`] find it. IPv4 forwarding is switched on with the first of them. The other backends refuse
 //! them with [`RoutingError::Unsupported`].
 //!
 //! `D` is the device of the kernel's route to the peer (for the decapsulation route: the device
@@ -124,7 +126,7 @@ use std::collections::BTreeMap;
 use futures_util::stream::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::IpProtocol;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol};
 use netlink_packet_route::link::{
     InfoKind, Ip6TunnelFlags, LinkAttribute, LinkInfo, LinkMessage, TunnelEncapFlags, TunnelEncapType,
 };
@@ -871,7 +873,30 @@ impl Routing {
                 self.source_rules_v4.insert((address, interface, peer), name);
                 Ok(())
             }
+            Resource::Ipv4DefaultRouterOnAccess { address, interface } => {
+                // RFC 5844 §3.3.3: the mobile nodes' default router is ours on the access link
+                // (they resolve it there), tagged with our protocol (IFA_PROTO).
+                let mut request = self.handle.address().add(interface.0, IpAddr::V4(address), 32).replace();
+                request.message_mut().attributes.push(AddressAttribute::Protocol(self.address_protocol()));
+                request.execute().await.map_err(netlink("IPv4 default router address on the access link"))
+            }
         }
+    }
+
+    fn address_protocol(&self) -> AddressProtocol {
+        AddressProtocol::from(self.config.protocol)
+    }
+
+    /// Our addresses (tagged with our protocol), on interface `index` when given.
+    async fn our_addresses(&self, index: Option<u32>) -> Result<Vec<AddressMessage>, RoutingError> {
+        let ours = self.address_protocol();
+        let all: Vec<AddressMessage> =
+            self.handle.address().get().execute().try_collect().await.map_err(netlink("dumping addresses"))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| index.is_none_or(|i| m.header.index == i))
+            .filter(|m| m.attributes.iter().any(|a| *a == AddressAttribute::Protocol(ours)))
+            .collect())
     }
 
     /// The device of the tunnel to `peer` for IPv4 home address `address`: IPv4 in IPv6 is
@@ -982,6 +1007,15 @@ impl Routing {
             }
             Resource::Ipv4HomeAddressToAccess { address, interface } => {
                 self.del_routes_v4(address, 32, TABLE_MAIN, Some(interface.0), "IPv4 route to access link").await
+            }
+            Resource::Ipv4DefaultRouterOnAccess { address, interface } => {
+                for m in self.our_addresses(Some(interface.0)).await? {
+                    if m.attributes.iter().any(|a| *a == AddressAttribute::Address(IpAddr::V4(address))) {
+                        let r = self.handle.address().del(m).execute().await;
+                        ignore_missing(r).map_err(netlink("IPv4 default router address"))?;
+                    }
+                }
+                Ok(())
             }
             Resource::Ipv4SourceRouteToTunnel { address, interface, peer } => {
                 let Some(name) = self.source_rules_v4.remove(&(address, interface, peer)) else { return Ok(()) };
@@ -1268,6 +1302,10 @@ impl Routing {
             if route.header.protocol == protocol {
                 self.del_route(route, "removing our IPv4 route").await?;
             }
+        }
+        for m in self.our_addresses(None).await? {
+            let r = self.handle.address().del(m).execute().await;
+            ignore_missing(r).map_err(netlink("removing our address"))?;
         }
         let links: Vec<LinkMessage> =
             self.handle.link().get().execute().try_collect().await.map_err(netlink("dumping links"))?;

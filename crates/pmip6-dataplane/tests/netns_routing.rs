@@ -1033,7 +1033,8 @@ fn ping4(dst: std::net::Ipv4Addr, attempts: u16) -> bool {
 
 /// (2b) RFC 5844: the same path for an IPv4 home address. cn (192.0.2.2) — lma — mag — mn
 /// (10.64.0.2, default router 10.64.0.1 on the MAG's access link): an IPv4 ping crosses the
-/// tunnel both ways as IPv4-in-IPv6 (next header 4), and close leaves no IPv4 route or rule.
+/// tunnel both ways as IPv4-in-IPv6 (next header 4), and close leaves no IPv4 route, rule or
+/// address.
 #[test]
 fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
     use std::net::Ipv4Addr;
@@ -1054,8 +1055,6 @@ fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
     ip(&["-n", &cn, "addr", "add", "192.0.2.2/24", "dev", &cn_if]);
     ip(&["-n", &lma, "addr", "add", "192.0.2.1/24", "dev", &lma_cn]);
     ip(&["-n", &cn, "route", "add", "default", "via", "192.0.2.1"]);
-    // The MAG presents the mobile nodes' default router on the access link.
-    ip(&["-n", &mag, "addr", "add", "10.64.0.1/32", "dev", &mag_access]);
     ip(&["-n", &mn, "addr", "add", "10.64.0.2/24", "dev", &mn_if]);
     ip(&["-n", &mn, "route", "add", "default", "via", "10.64.0.1"]);
     let access = InterfaceId(ifindex(&mag, &mag_access));
@@ -1069,6 +1068,8 @@ fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
         Intent::Add(Resource::Tunnel { local: PROXY_COA, peer: LMAA }),
         Intent::Add(Resource::Ipv4SourceRouteToTunnel { address: home, interface: access, peer: LMAA }),
         Intent::Add(Resource::Ipv4HomeAddressToAccess { address: home, interface: access }),
+        // The MAG presents the mobile nodes' default router on the access link.
+        Intent::Add(Resource::Ipv4DefaultRouterOnAccess { address: Ipv4Addr::new(10, 64, 0, 1), interface: access }),
     ];
     let mut lma_config = config(Role::Lma, LMAA);
     lma_config.backend = TunnelBackend::Tun;
@@ -1094,7 +1095,18 @@ fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
             .as_array()
             .map(|r| r.iter().filter(|r| r["protocol"].as_str() == Some(&PROTOCOL.to_string())).count())
             .unwrap_or(0);
-        (routes.as_array().map_or(0, Vec::len), rules)
+        let addresses = ip_json(ns, &["-4", "addr", "show"]);
+        let addresses = addresses
+            .as_array()
+            .map(|links| {
+                links
+                    .iter()
+                    .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+                    .filter(|a| a["local"].as_str() == Some("10.64.0.1"))
+                    .count()
+            })
+            .unwrap_or(0);
+        (routes.as_array().map_or(0, Vec::len), rules, addresses)
     };
     // The MAG holds the access route, the source rule and the tunnel table's IPv4 default.
     let at_mag = ours_v4(&mag);
@@ -1122,7 +1134,7 @@ fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
     let results = join_all(vec![lma_thread, mag_thread]);
     eprintln!("backends and counters (lma, mag): {results:?}; captured: {captured}");
     assert!(answered, "no IPv4 echo reply from the mobile node {home} through the tunnel");
-    assert_eq!(at_mag, (2, 1), "access route + tunnel-table default, one source rule");
+    assert_eq!(at_mag, (2, 1, 1), "access route + tunnel-table default, one source rule, the router address");
     let down = format!("IP6 {LMAA} > {PROXY_COA}: IP 192.0.2.2 > {home}");
     let up = format!("IP6 {PROXY_COA} > {LMAA}: IP {home} > 192.0.2.2");
     assert!(captured.contains(&down), "no IPv4-in-IPv6 echo request {down} on the LMA–MAG link: {captured}");
@@ -1133,7 +1145,7 @@ fn ipv4_home_address_packets_cross_the_tunnel_both_ways() {
         assert_eq!(counters.dropped_not_a_peer + counters.dropped_malformed, 0, "{side}: {counters:?}");
     }
     for ns in [&lma, &mag] {
-        assert_eq!(ours_v4(ns), (0, 0), "IPv4 routes or rules of ours left in {ns}");
+        assert_eq!(ours_v4(ns), (0, 0, 0), "IPv4 routes, rules or addresses of ours left in {ns}");
         assert!(tunnel_devices(ns).is_empty(), "devices left in {ns}");
     }
 }

@@ -94,6 +94,15 @@ pub enum Resource {
         /// The access link.
         interface: InterfaceId,
     },
+    /// At a MAG: the mobile nodes' IPv4 default router (RFC 5844 §3.3.3, from the PBA) is an
+    /// address of ours on access link `interface`, so that the mobile node finds it there;
+    /// shared by every mobile node of the link.
+    Ipv4DefaultRouterOnAccess {
+        /// The default router's address.
+        address: Ipv4Addr,
+        /// The access link.
+        interface: InterfaceId,
+    },
     /// At a MAG: uplink IPv4 packets from `address` arriving on `interface` go into the tunnel
     /// to the LMA `peer` (RFC 5844 §3.2.4).
     Ipv4SourceRouteToTunnel {

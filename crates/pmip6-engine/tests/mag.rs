@@ -1525,10 +1525,12 @@ fn ipv4_config() -> MagConfig {
 const HOME_V4: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 2);
 const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
 
-fn ipv4_routes(interface: InterfaceId) -> [Resource; 2] {
+fn ipv4_routes(interface: InterfaceId) -> [Resource; 3] {
     [
         Resource::Ipv4HomeAddressToAccess { address: HOME_V4, interface },
         Resource::Ipv4SourceRouteToTunnel { address: HOME_V4, interface, peer: lmaa() },
+        // RFC 5844 §3.3.3: the default router the PBA named, on the link.
+        Resource::Ipv4DefaultRouterOnAccess { address: ROUTER_V4, interface },
     ]
 }
 

@@ -89,6 +89,9 @@ impl Domain {
             if let Some((address, _)) = e.ipv4_home_address {
                 out.insert(Resource::Ipv4HomeAddressToAccess { address, interface });
                 out.insert(Resource::Ipv4SourceRouteToTunnel { address, interface, peer });
+                if let Some(router) = e.ipv4_default_router {
+                    out.insert(Resource::Ipv4DefaultRouterOnAccess { address: router, interface });
+                }
             }
             for &prefix in e.other_prefixes.iter().filter(|p| !e.home_network_prefixes.contains(p)) {
                 if !own_here.get(&e.key.mn_id).is_some_and(|own| own.contains(&prefix)) {

@@ -118,6 +118,11 @@ fn resource_json(r: &Resource) -> Value {
             "address": address.to_string(),
             "interface": interface.0,
         }),
+        Resource::Ipv4DefaultRouterOnAccess { address, interface } => json!({
+            "kind": "ipv4-default-router-on-access",
+            "address": address.to_string(),
+            "interface": interface.0,
+        }),
         Resource::Ipv4SourceRouteToTunnel { address, interface, peer } => json!({
             "kind": "ipv4-source-route-to-tunnel",
             "address": address.to_string(),

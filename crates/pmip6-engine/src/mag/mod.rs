@@ -38,8 +38,9 @@
 //!   an own prefix of another session of the MN at this MAG: its on-link route there is better
 //!   and two routes for one prefix would collide.
 //! - the IPv4 home address the LMA granted, when the MN's entry asks for one (RFC 5844 §3.2):
-//!   `Ipv4HomeAddressToAccess { address, if }` and `Ipv4SourceRouteToTunnel { address, if,
-//!   lmaa }`.
+//!   `Ipv4HomeAddressToAccess { address, if }`, `Ipv4SourceRouteToTunnel { address, if,
+//!   lmaa }`, and the default router the PBA named on the link,
+//!   `Ipv4DefaultRouterOnAccess { router, if }` (shared by the link's mobile nodes).
 //!
 //! `mn_link_local` is the source of the MN's RS when that is link-local, else `fe80::` + the
 //! modified EUI-64 of its MAC (what an unconfigured Linux host uses); a later RS from another
@@ -1073,6 +1074,9 @@ impl Mag {
             if let Some((address, _)) = entry.ipv4_home_address {
                 desired.insert(Resource::Ipv4HomeAddressToAccess { address, interface });
                 desired.insert(Resource::Ipv4SourceRouteToTunnel { address, interface, peer: lmaa });
+                if let Some(router) = entry.ipv4_default_router {
+                    desired.insert(Resource::Ipv4DefaultRouterOnAccess { address: router, interface });
+                }
             }
             // draft §4.3, §5.2.1, Figure 4: the MN's other prefixes via its address here.
             for &prefix in entry.other_prefixes.iter().filter(|p| !entry.home_network_prefixes.contains(p)) {
