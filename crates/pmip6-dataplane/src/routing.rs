@@ -895,7 +895,7 @@ impl Routing {
         Ok(all
             .into_iter()
             .filter(|m| index.is_none_or(|i| m.header.index == i))
-            .filter(|m| m.attributes.iter().any(|a| *a == AddressAttribute::Protocol(ours)))
+            .filter(|m| m.attributes.contains(&AddressAttribute::Protocol(ours)))
             .collect())
     }
 
@@ -1010,7 +1010,7 @@ impl Routing {
             }
             Resource::Ipv4DefaultRouterOnAccess { address, interface } => {
                 for m in self.our_addresses(Some(interface.0)).await? {
-                    if m.attributes.iter().any(|a| *a == AddressAttribute::Address(IpAddr::V4(address))) {
+                    if m.attributes.contains(&AddressAttribute::Address(IpAddr::V4(address))) {
                         let r = self.handle.address().del(m).execute().await;
                         ignore_missing(r).map_err(netlink("IPv4 default router address"))?;
                     }
