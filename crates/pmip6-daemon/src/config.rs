@@ -4,12 +4,12 @@
 //! bad value stops the daemon before it opens a socket. Values the RFCs give a default for
 //! (RFC 5213 §9.3 timers, RFC 5847 heartbeats) may be left out.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pmip6_engine::InterfaceId;
-use pmip6_engine::lma::{LmaConfig, NotifyMode};
+use pmip6_engine::lma::{Ipv4HomeNetwork, LmaConfig, NotifyMode};
 use pmip6_engine::mag::{AccessInterface, MagConfig, MobileNodeEntry};
 use pmip6_wire::{AccessTechnologyType, MnIdentifier, ParseConfig, Prefix};
 use serde::Deserialize;
@@ -225,6 +225,17 @@ impl Default for DataPlaneFile {
     }
 }
 
+/// RFC 5844 IPv4 home addresses are forwarded IPv4-in-IPv6 by the `tun` backend only (`auto`
+/// picks it on kernels without ip6tnl; where it picks another, the IPv4 intents fail by name).
+fn ipv4_needs_tun(dataplane: &DataPlaneSettings) -> Result<(), ConfigError> {
+    match dataplane.tunnel {
+        TunnelBackend::Seg6 | TunnelBackend::Ip6tnl => {
+            Err(invalid("dataplane.tunnel", "IPv4 home addresses need the tun (or auto) backend"))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl DataPlaneFile {
     /// Checks the table; `lma` allows the LMA-only keys.
     pub fn validate(&self, lma: bool) -> Result<DataPlaneSettings, ConfigError> {
@@ -341,6 +352,8 @@ pub struct LmaFile {
     /// Length of each allocated prefix (64).
     #[serde(default = "default_prefix_len")]
     pub allocated_prefix_len: u8,
+    /// RFC 5844 IPv4 home addresses; none are offered without this table.
+    pub ipv4_home_network: Option<Ipv4HomeNetworkFile>,
     /// How other MAGs hear of prefix-set changes.
     #[serde(default)]
     pub notify: NotifyKey,
@@ -371,6 +384,36 @@ pub struct LmaFile {
 
 fn default_prefix_len() -> u8 {
     64
+}
+
+/// The LMA's IPv4 home network (RFC 5844): mobile nodes whose MAG asks get a home address from
+/// it. Forwarded by the `tun` data-plane backend only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv4HomeNetworkFile {
+    /// `ADDRESS/LENGTH`, e.g. `10.64.0.0/24` (/8 to /30).
+    pub network: String,
+    /// The mobile nodes' default router, within the network, e.g. `10.64.0.1`; every MAG
+    /// presents it on its access links.
+    pub default_router: String,
+}
+
+impl Ipv4HomeNetworkFile {
+    fn validate(&self) -> Result<Ipv4HomeNetwork, ConfigError> {
+        let key = "ipv4_home_network.network";
+        let (addr, len) = self.network.split_once('/').ok_or_else(|| invalid(key, "expected ADDRESS/LENGTH"))?;
+        let network: Ipv4Addr = addr.parse().map_err(|_| invalid(key, format!("`{addr}` is not an IPv4 address")))?;
+        let prefix_len: u8 = len.parse().map_err(|_| invalid(key, format!("`{len}` is not a prefix length")))?;
+        let router = &self.default_router;
+        let default_router: Ipv4Addr = router
+            .parse()
+            .map_err(|_| invalid("ipv4_home_network.default_router", format!("`{router}` is not an IPv4 address")))?;
+        let home = Ipv4HomeNetwork { network, prefix_len, default_router };
+        if let Some(problem) = home.problems().into_iter().next() {
+            return Err(invalid("ipv4_home_network", problem));
+        }
+        Ok(home)
+    }
 }
 
 /// A checked LMA configuration.
@@ -417,6 +460,7 @@ impl LmaFile {
         if engine.prefix_pools.is_empty() {
             return Err(invalid("prefix_pools", "at least one pool is needed"));
         }
+        engine.ipv4_home_network = self.ipv4_home_network.as_ref().map(Ipv4HomeNetworkFile::validate).transpose()?;
         // Two pools that overlap would hand one prefix to two mobile nodes.
         for (i, a) in engine.prefix_pools.iter().enumerate() {
             for (j, b) in engine.prefix_pools.iter().enumerate().skip(i + 1) {
@@ -461,6 +505,9 @@ impl LmaFile {
             flow.mn_rules.max_rules = max;
         }
         let dataplane = self.dataplane.validate(true)?;
+        if engine.ipv4_home_network.is_some() {
+            ipv4_needs_tun(&dataplane)?;
+        }
         // `map` steering compiles policies into selector elements; the others key by flow.
         if let Some(flow) = engine.flow.as_mut() {
             flow.mode = match dataplane.steering {
@@ -503,6 +550,10 @@ pub struct MobileNodeFile {
     /// Whether PBUs carry the MuHo request.
     #[serde(default)]
     pub multihoming: bool,
+    /// Whether PBUs ask for an IPv4 home address (RFC 5844; the LMA needs an
+    /// `ipv4_home_network`, and both data planes the `tun` backend).
+    #[serde(default)]
+    pub ipv4: bool,
     /// The access interface the node is on when `attach_static_at_start` attaches it (the
     /// first interface if absent).
     pub interface: Option<String>,
@@ -685,11 +736,14 @@ impl MagFile {
                 mn_id: MnIdentifier::nai(&node.mn_id),
                 macs,
                 multihoming: node.multihoming,
-                ipv4: false,
+                ipv4: node.ipv4,
             });
         }
         let api = self.api.as_ref().map(|a| a.validate(MAG_SOCKET)).transpose()?;
         let dataplane = self.dataplane.validate(false)?;
+        if engine.mobile_nodes.iter().any(|n| n.ipv4) {
+            ipv4_needs_tun(&dataplane)?;
+        }
         let restart_counter_file = restart_counter_file(self.state_dir.as_ref(), "mag")?;
         Ok(MagSettings {
             engine,
@@ -814,5 +868,38 @@ mod tests {
         let e = MagFile::from_toml(&MAG.replace("[dataplane]", "[dataplane]\nsteering = \"map\""))
             .and_then(|f| f.validate(|_| Some(7)));
         assert!(matches!(e, Err(ConfigError::Invalid { ref key, .. }) if key == "dataplane"), "{e:?}");
+    }
+
+    #[test]
+    fn ipv4_home_addresses_are_configured_and_checked() {
+        let lma = |extra: &str| LmaFile::from_toml(&format!("{LMA}\n{extra}")).and_then(|f| f.validate());
+        let table = "[ipv4_home_network]\nnetwork = \"10.64.0.0/24\"\ndefault_router = \"10.64.0.1\"";
+        let ok = lma(table).expect("valid");
+        let home = ok.engine.ipv4_home_network.expect("configured");
+        assert_eq!(
+            (home.network, home.prefix_len, home.default_router),
+            ("10.64.0.0".parse().unwrap(), 24, "10.64.0.1".parse().unwrap())
+        );
+        assert!(LmaFile::from_toml(LMA).and_then(|f| f.validate()).expect("valid").engine.ipv4_home_network.is_none());
+        let outside = lma(&table.replace("10.64.0.1", "10.65.0.1"));
+        assert!(
+            matches!(outside, Err(ConfigError::Invalid { ref key, .. }) if key == "ipv4_home_network"),
+            "{outside:?}"
+        );
+        let bad = lma(&table.replace("10.64.0.0/24", "10.64.0.0"));
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "ipv4_home_network.network"),
+            "{bad:?}"
+        );
+        let seg6 = LmaFile::from_toml(&format!("{}\n{table}", LMA.replace("tunnel = \"auto\"", "tunnel = \"seg6\"")))
+            .and_then(|f| f.validate());
+        assert!(matches!(seg6, Err(ConfigError::Invalid { ref key, .. }) if key == "dataplane.tunnel"), "{seg6:?}");
+        // The MAG's per-node flag.
+        let mag = MagFile::from_toml(&MAG.replace("multihoming = true", "multihoming = true\nipv4 = true"))
+            .and_then(|f| f.validate(|_| Some(7)))
+            .expect("valid");
+        assert!(mag.engine.mobile_nodes[0].ipv4);
+        let plain = MagFile::from_toml(MAG).and_then(|f| f.validate(|_| Some(7))).expect("valid");
+        assert!(!plain.engine.mobile_nodes[0].ipv4);
     }
 }

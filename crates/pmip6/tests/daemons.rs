@@ -109,7 +109,8 @@ fn lma_and_mag_daemons_register_across_namespaces() {
     std::fs::write(
         &lma_conf,
         format!(
-            "address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nstatus_file = {:?}\nstate_dir = {:?}\n",
+            "address = \"2001:db8:ffff::1\"\nprefix_pools = [\"2001:db8:100::/40\"]\nstatus_file = {:?}\nstate_dir = {:?}\n\
+             [ipv4_home_network]\nnetwork = \"10.64.0.0/24\"\ndefault_router = \"10.64.0.1\"\n",
             lma_status.display().to_string(),
             bed.dir.join("lma-state").display().to_string()
         ),
@@ -120,7 +121,7 @@ fn lma_and_mag_daemons_register_across_namespaces() {
         format!(
             "proxy_coa = \"2001:db8:ffff::2\"\nlma_address = \"2001:db8:ffff::1\"\nattach_static_at_start = true\nrouter_solicitations = false\n\
              status_file = {:?}\nstate_dir = {:?}\n[[interfaces]]\nname = \"lo\"\naccess_technology = 3\nlink_local = \"fe80::1\"\n\
-             [[mobile_nodes]]\nmn_id = \"mn1@example.net\"\nmacs = [\"02:00:00:00:00:01\"]\n",
+             [[mobile_nodes]]\nmn_id = \"mn1@example.net\"\nmacs = [\"02:00:00:00:00:01\"]\nipv4 = true\n",
             mag_status.display().to_string(),
             bed.dir.join("mag-state").display().to_string()
         ),
@@ -158,6 +159,22 @@ fn lma_and_mag_daemons_register_across_namespaces() {
     let mag_rules = ours(&mag_ns, &["-6", "rule", "show"]);
     assert!(mag_rules.iter().any(|r| r.contains(&prefix_dst)), "no source rule for {prefix} at the MAG: {mag_rules:?}");
     assert!(links(&lma_ns).iter().any(|l| l.starts_with("p6t")), "no tunnel device at the LMA");
+    // RFC 5844: the first home address of 10.64.0.0/24 (.1 is the router) is routed into the
+    // tunnel at the LMA; the MAG routes it on the access link, source-routes its uplink and
+    // presents the default router there.
+    let lma_v4 = ours(&lma_ns, &["-4", "route", "show", "table", "all"]);
+    assert!(
+        lma_v4.iter().any(|r| r.starts_with("10.64.0.2 ") && r.contains("p6t")),
+        "no IPv4 home address route into a tunnel at the LMA: {lma_v4:?}"
+    );
+    let mag_v4 = ours(&mag_ns, &["-4", "route", "show", "table", "all"]);
+    assert!(mag_v4.iter().any(|r| r.starts_with("10.64.0.2 dev lo")), "no IPv4 access route at the MAG: {mag_v4:?}");
+    let mag_v4_rules = ours(&mag_ns, &["-4", "rule", "show"]);
+    assert!(
+        mag_v4_rules.iter().any(|r| r.contains("from 10.64.0.2")),
+        "no IPv4 source rule at the MAG: {mag_v4_rules:?}"
+    );
+    assert!(router_address(&mag_ns), "no IPv4 default router address on the MAG's access link");
     assert!(nft_table_exists(&lma_ns), "no flow map at the LMA");
     assert!(nfqueue_rules(&lma_ns) == 1, "the one start-up NFQUEUE rule is missing");
 
@@ -178,15 +195,24 @@ fn lma_and_mag_daemons_register_across_namespaces() {
     for ns in [&lma_ns, &mag_ns] {
         assert!(ours(ns, &["-6", "route", "show", "table", "all"]).is_empty(), "routes left in {ns}");
         assert!(ours(ns, &["-6", "rule", "show"]).is_empty(), "rules left in {ns}");
+        assert!(ours(ns, &["-4", "route", "show", "table", "all"]).is_empty(), "IPv4 routes left in {ns}");
+        assert!(ours(ns, &["-4", "rule", "show"]).is_empty(), "IPv4 rules left in {ns}");
         assert!(!links(ns).iter().any(|l| l.starts_with("p6t")), "tunnel devices left in {ns}");
     }
     assert!(!nft_table_exists(&lma_ns), "the flow map was left behind");
+    assert!(!router_address(&mag_ns), "the default router address was left behind");
     // RFC 5847 §5.2: each daemon stored its Restart Counter before it sent anything.
     for (state, role) in [("lma-state", "lma"), ("mag-state", "mag")] {
         let file = bed.dir.join(state).join(format!("{role}-restart-counter"));
         assert_eq!(std::fs::read_to_string(&file).ok().as_deref(), Some("1\n"), "{}", file.display());
     }
     assert_eq!(nfqueue_rules(&lma_ns), 0, "the NFQUEUE rule was left behind");
+}
+
+/// Whether the MAG's access link (`lo` here) holds the IPv4 default router 10.64.0.1.
+fn router_address(ns: &str) -> bool {
+    let out = Command::new("ip").args(["-n", ns, "-4", "addr", "show", "dev", "lo"]).output().expect("run ip");
+    String::from_utf8_lossy(&out.stdout).contains("10.64.0.1/32")
 }
 
 /// The lines of `ip -n NS ARGS` that carry our protocol (157).
