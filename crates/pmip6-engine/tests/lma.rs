@@ -2438,10 +2438,14 @@ fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
     w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
     w.step();
 
-    // The IPv4 video flow to the home address goes to UTRAN; another IPv4 flow, and an IPv6
-    // flow on the same port, follow the base routes.
-    let (_, r) = w.packet(&udp4(home, 40000, 5004));
-    assert_eq!(r, Route::Tunnel(mag(2)));
+    // The IPv4 video flow to the home address would go to UTRAN, but MAG2 does not route the
+    // WLAN session's home address (no signalling can teach it): it stays on its base route, on a
+    // fallback. Another IPv4 flow, and an IPv6 flow on the same port, follow the base routes.
+    let (video_fid, r) = w.packet(&udp4(home, 40000, 5004));
+    assert_eq!(r, Route::PrefixRoute);
+    let mn = nai("mn@example.net");
+    let video = w.lma.flow_steering().unwrap().flow(&mn, video_fid).unwrap();
+    assert!(!video.preferred, "on a fallback: {video:?}");
     let (_, r) = w.packet(&udp4(home, 40001, 80));
     assert_eq!(r, Route::PrefixRoute);
     let (_, r) = w.packet(&udp6(host(pref1, 1), 40000, 5004));
@@ -2449,7 +2453,26 @@ fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
     // Another address of the home network is no mobile node's.
     let v = w.lma.handle_packet(w.now, &udp4(v4(200), 40000, 5004)).unwrap();
     assert_eq!(v, Verdict::NotMobileNode);
-    let mn = nai("mn@example.net");
     let flows = w.lma.flow_steering().unwrap().flows(&mn);
     assert_eq!(flows.iter().filter(|f| f.key.dst_ip() == std::net::IpAddr::V4(home)).count(), 2);
+
+    // The draft's virtual interface (§5.4): one entry, its home address routed by both MAGs;
+    // the IPv4 video flow goes to UTRAN.
+    let mut c = ipv4_config(24);
+    c.virtual_interface = true;
+    let mut w = World::new(c);
+    let wlan = w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).ipv4(Ipv4Addr::UNSPECIFIED));
+    let home = ipv4_reply(&wlan).unwrap().2;
+    let utran = w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).lli(mac(2)).ipv4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(ipv4_reply(&utran).map(|r| r.2), Some(home), "one entry, one home address");
+    let video = TrafficSelector::Ipv4(Ipv4Selector {
+        dst_port: Some(FieldRange::exact(5004)),
+        protocol: Some(FieldRange::exact(17)),
+        ..Ipv4Selector::default()
+    });
+    let rule = Rule::new(video, TargetSpec::AccessTechnology(Att::Utran));
+    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
+    w.step();
+    let (_, r) = w.packet(&udp4(home, 40000, 5004));
+    assert_eq!(r, Route::Tunnel(mag(2)));
 }

@@ -149,20 +149,16 @@ fn draft_3_flows_follow_policy_move_and_fail_over_and_nothing_is_left_behind() {
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
 
-/// RFC 5844 end to end: the MAG of if1 asks for an IPv4 home address, the LMA grants one and
-/// routes it into MAG1's tunnel, MAG1 routes it on the access link and source-routes its
-/// uplink; an IPv4 rule steers one IPv4 flow through if2; when if1 leaves, the address goes
-/// with its session and nothing of it is left at either end.
-#[test]
-fn rfc5844_ipv4_home_address_end_to_end_with_an_ipv4_flow_steered_to_if2() {
+/// A domain whose LMA has the IPv4 home network 10.64.0.0/24; `ipv4_at` says which MAGs ask for
+/// home addresses, `shared` selects the draft's virtual interface (§5.4).
+fn ipv4_domain(seed: u64, ipv4_at: &'static [MagId], shared: bool) -> Domain {
     use pmip6_engine::lma::Ipv4HomeNetwork;
-    use pmip6_wire::selector::Ipv4Selector;
     use std::net::Ipv4Addr;
-
     let wlan = AttachmentPoint { mag: MAG1, interface: ACCESS };
     let utran = AttachmentPoint { mag: MAG2, interface: ACCESS };
-    let mut d = Domain::builder(5844)
-        .lma_config(|c| {
+    Domain::builder(seed)
+        .lma_config(move |c| {
+            c.virtual_interface = shared;
             c.ipv4_home_network = Some(Ipv4HomeNetwork {
                 network: Ipv4Addr::new(10, 64, 0, 0),
                 prefix_len: 24,
@@ -171,37 +167,26 @@ fn rfc5844_ipv4_home_address_end_to_end_with_an_ipv4_flow_steered_to_if2() {
         })
         .mag(&[(ACCESS, Att::Ieee80211)])
         .mag(&[(ACCESS, Att::Utran)])
-        .mag_config(|mag, c| {
-            // Only MAG1 offers IPv4 to the mobile node.
+        .mag_config(move |mag, c| {
             for mn in &mut c.mobile_nodes {
-                mn.ipv4 = mag == MAG1;
+                mn.ipv4 = ipv4_at.contains(&mag);
             }
         })
         .mobile_node("mn@example.net", true, &[wlan, utran])
-        .build();
-    d.attach(MN, IF1);
-    d.run_for(SETTLE);
-    d.attach(MN, IF2);
-    d.run_for(SETTLE);
-    assert_sound(&d);
+        .build()
+}
 
-    let mn = MnIdentifier::nai("mn@example.net");
-    let home = d.lma().binding_cache().sessions(&mn).find_map(|b| b.ipv4_home_address()).expect("an IPv4 home address");
-    assert_eq!(home, Ipv4Addr::new(10, 64, 0, 2));
-    let lma_route = Resource::Ipv4HomeAddressToTunnel { address: home, peer: proxy_coa(MAG1) };
-    assert!(d.lma_data_plane().resources().contains(&lma_route));
-    let at_mag1 = d.mag_data_plane(MAG1).resources();
-    assert!(at_mag1.contains(&Resource::Ipv4HomeAddressToAccess { address: home, interface: ACCESS }));
-    assert!(at_mag1.contains(&Resource::Ipv4SourceRouteToTunnel {
-        address: home,
-        interface: ACCESS,
-        peer: pmip6_sim::LMAA
-    }));
-    assert!(
-        !d.mag_data_plane(MAG2).resources().iter().any(|r| matches!(r, Resource::Ipv4HomeAddressToAccess { .. })),
-        "MAG2 did not ask"
-    );
+fn udp4(home: std::net::Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 10];
+    p.extend_from_slice(&home.octets());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 8, 0, 0]);
+    p
+}
 
+fn ipv4_video_rule(d: &mut Domain) {
+    use pmip6_wire::selector::Ipv4Selector;
     let video = TrafficSelector::Ipv4(Ipv4Selector {
         dst_port: Some(FieldRange::exact(5004)),
         protocol: Some(FieldRange::exact(17)),
@@ -213,33 +198,102 @@ fn rfc5844_ipv4_home_address_end_to_end_with_an_ipv4_flow_steered_to_if2() {
         locked: false,
     };
     d.with_lma(|lma, now| lma.set_operator_rules(now, vec![rule])).unwrap();
-    let udp4 = |sport: u16, dport: u16| {
-        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 10];
-        p.extend_from_slice(&home.octets());
-        p.extend_from_slice(&sport.to_be_bytes());
-        p.extend_from_slice(&dport.to_be_bytes());
-        p.extend_from_slice(&[0, 8, 0, 0]);
-        p
-    };
-    let (_, r) = packet(&mut d, &udp4(40000, 5004));
-    assert_eq!(r, Route::Tunnel(proxy_coa(MAG2)));
-    let (_, r) = packet(&mut d, &udp4(40001, 80));
-    assert_eq!(r, Route::PrefixRoute, "the home address's own route: MAG1");
+}
+
+fn ipv4_resource(r: &Resource) -> bool {
+    matches!(
+        r,
+        Resource::Ipv4HomeAddressToTunnel { .. }
+            | Resource::Ipv4HomeAddressToAccess { .. }
+            | Resource::Ipv4SourceRouteToTunnel { .. }
+            | Resource::Ipv4DefaultRouterOnAccess { .. }
+    )
+}
+
+/// RFC 5844 end to end, one session per interface: MAG1 asks for an IPv4 home address for
+/// if1's session, the LMA grants one and routes it into MAG1's tunnel, MAG1 routes it on the
+/// access link and source-routes its uplink. An IPv4 rule would send the video flow over 3G,
+/// but MAG2 does not route if1's home address (no signalling can teach it), so the flow stays
+/// on its base route, on a fallback. When if1 leaves, nothing of the address is left.
+#[test]
+fn rfc5844_ipv4_home_address_end_to_end_and_flows_only_where_it_is_routed() {
+    let mut d = ipv4_domain(5844, &[MAG1], false);
+    d.attach(MN, IF1);
+    d.run_for(SETTLE);
+    d.attach(MN, IF2);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+    let mn = MnIdentifier::nai("mn@example.net");
+    let home = d.lma().binding_cache().sessions(&mn).find_map(|b| b.ipv4_home_address()).expect("a home address");
+    assert_eq!(home, std::net::Ipv4Addr::new(10, 64, 0, 2));
+    assert!(
+        d.lma_data_plane()
+            .resources()
+            .contains(&Resource::Ipv4HomeAddressToTunnel { address: home, peer: proxy_coa(MAG1) })
+    );
+    let at_mag1 = d.mag_data_plane(MAG1).resources();
+    assert!(at_mag1.contains(&Resource::Ipv4HomeAddressToAccess { address: home, interface: ACCESS }));
+    assert!(at_mag1.contains(&Resource::Ipv4SourceRouteToTunnel {
+        address: home,
+        interface: ACCESS,
+        peer: pmip6_sim::LMAA
+    }));
+    assert!(!d.mag_data_plane(MAG2).resources().iter().any(ipv4_resource), "MAG2 did not ask");
+
+    ipv4_video_rule(&mut d);
+    let (video, r) = packet(&mut d, &udp4(home, 40000, 5004));
+    assert_eq!(r, Route::PrefixRoute, "MAG2 cannot deliver to if1's home address");
+    let summary = d.lma().flow_steering().and_then(|f| f.flow(&mn, video)).expect("the flow");
+    assert!(!summary.preferred, "on a fallback");
     d.run_for(SETTLE);
     assert_sound(&d);
 
     d.detach(MN, IF1);
     d.run_for(SETTLE);
     assert_sound(&d);
-    let v4_left = |r: &Resource| {
-        matches!(
-            r,
-            Resource::Ipv4HomeAddressToTunnel { .. }
-                | Resource::Ipv4HomeAddressToAccess { .. }
-                | Resource::Ipv4SourceRouteToTunnel { .. }
-        )
-    };
-    assert!(!d.lma_data_plane().resources().iter().any(v4_left));
-    assert!(!d.mag_data_plane(MAG1).resources().iter().any(v4_left));
+    assert!(!d.lma_data_plane().resources().iter().any(ipv4_resource));
+    assert!(!d.mag_data_plane(MAG1).resources().iter().any(ipv4_resource));
     assert!(d.lma().binding_cache().sessions(&mn).all(|b| b.ipv4_home_address().is_none()));
+}
+
+/// With the draft's virtual interface (§5.4) both MAGs route the entry's one IPv4 home address,
+/// so an IPv4 rule moves the video flow to if2 while another IPv4 flow stays; when if2 leaves,
+/// the video flow fails over to if1 in the same step.
+#[test]
+fn rfc5844_ipv4_flow_moves_to_if2_with_a_shared_home_address_and_fails_over() {
+    let mut d = ipv4_domain(5845, &[MAG1, MAG2], true);
+    d.attach(MN, IF1);
+    d.run_for(SETTLE);
+    d.attach(MN, IF2);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+    let mn = MnIdentifier::nai("mn@example.net");
+    let home = d.lma().binding_cache().sessions(&mn).find_map(|b| b.ipv4_home_address()).expect("a home address");
+    for mag in [MAG1, MAG2] {
+        assert!(
+            d.mag_data_plane(mag)
+                .resources()
+                .contains(&Resource::Ipv4HomeAddressToAccess { address: home, interface: ACCESS }),
+            "{mag:?} routes the shared home address"
+        );
+    }
+    ipv4_video_rule(&mut d);
+    let (video, r) = packet(&mut d, &udp4(home, 40000, 5004));
+    assert_eq!(r, Route::Tunnel(proxy_coa(MAG2)));
+    let (web, r) = packet(&mut d, &udp4(home, 40001, 80));
+    assert_eq!(r, Route::PrefixRoute);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+
+    d.detach(MN, IF2);
+    d.run_for(SETTLE);
+    assert_sound(&d);
+    assert_eq!(route_of(&d, video), Some(Route::PrefixRoute), "failover to if1");
+    assert_eq!(route_of(&d, web), Some(Route::PrefixRoute));
+    assert!(
+        d.lma_data_plane()
+            .resources()
+            .contains(&Resource::Ipv4HomeAddressToTunnel { address: home, peer: proxy_coa(MAG1) })
+    );
+    assert!(!d.mag_data_plane(MAG2).resources().iter().any(ipv4_resource));
 }

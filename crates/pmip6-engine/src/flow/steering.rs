@@ -387,6 +387,27 @@ impl MnState {
     fn serves(&self, peer: Ipv6Addr, prefix: &Prefix) -> bool {
         self.view.attachments.iter().any(|a| a.proxy_coa == peer && a.serves(prefix))
     }
+
+    fn serves_ipv4(&self, peer: Ipv6Addr, address: &Ipv4Addr) -> bool {
+        self.view.attachments.iter().any(|a| a.proxy_coa == peer && a.serves_ipv4(address))
+    }
+
+    /// Whether a flow of `key` can go into the tunnel to `peer`: the MAG is attached, and, for
+    /// an IPv4 flow, routes its home address.
+    fn carries(&self, peer: Ipv6Addr, key: &FlowKey) -> bool {
+        match ipv4_destination(key) {
+            Some(a) => self.serves_ipv4(peer, &a),
+            None => self.live(peer),
+        }
+    }
+}
+
+/// The IPv4 destination of an IPv4 flow.
+fn ipv4_destination(key: &FlowKey) -> Option<Ipv4Addr> {
+    match key.version {
+        IpVersion::V4 => key.dst.to_ipv4_mapped(),
+        IpVersion::V6 => None,
+    }
 }
 
 /// Key of the owner index: an address block.
@@ -821,7 +842,7 @@ impl FlowSteering {
             refused: &state.refused,
             static_split: false,
         });
-        let (decision, request) = Self::make_before_break(state, decision, prefix, Route::PrefixRoute, true);
+        let (decision, request) = Self::make_before_break(state, decision, &info.key, prefix, Route::PrefixRoute, true);
         let new = NewFlow {
             key: info.key,
             traffic_class: info.traffic_class,
@@ -855,19 +876,23 @@ impl FlowSteering {
     /// RFC 7864 §3.1 make-before-break: a flow of an IPv6 prefix goes to a MAG only once that
     /// MAG routes the prefix to the mobile node. Until then it stays where it is (`current`, if
     /// live) or takes the base route, on a fallback (`preferred: false`), and the prefix is
-    /// requested.
+    /// requested. A flow to an IPv4 home address (RFC 5844) goes only to a MAG that routes the
+    /// address: none can be taught another session's, so nothing is requested.
     fn make_before_break(
         state: &MnState,
         decision: Decision,
+        key: &FlowKey,
         prefix: Option<Prefix>,
         current: Route,
         current_live: bool,
     ) -> (Decision, Option<(Ipv6Addr, Prefix)>) {
-        match (decision.route, prefix) {
-            (Route::Tunnel(peer), Some(p)) if !state.serves(peer, &p) => {
-                let route = if current_live { current } else { Route::PrefixRoute };
-                (Decision { route, rule: decision.rule, preferred: false }, Some((peer, p)))
-            }
+        let fallback = || {
+            let route = if current_live { current } else { Route::PrefixRoute };
+            Decision { route, rule: decision.rule, preferred: false }
+        };
+        match (decision.route, prefix, ipv4_destination(key)) {
+            (Route::Tunnel(peer), Some(p), _) if !state.serves(peer, &p) => (fallback(), Some((peer, p))),
+            (Route::Tunnel(peer), None, Some(a)) if !state.serves_ipv4(peer, &a) => (fallback(), None),
             _ => (decision, None),
         }
     }
@@ -1044,7 +1069,7 @@ impl FlowSteering {
         let info = PacketInfo { key: e.key, traffic_class: e.traffic_class, spi: e.spi, length: 0, fragment: None };
         let (route, previous) = (e.route(), e.decision);
         let live = match route {
-            Route::Tunnel(peer) => state.live(peer),
+            Route::Tunnel(peer) => state.carries(peer, &info.key),
             Route::PrefixRoute => true,
         };
         if live && !force && previous.preferred {
@@ -1065,7 +1090,7 @@ impl FlowSteering {
             refused: &state.refused,
             static_split: false,
         });
-        let (decision, request) = Self::make_before_break(state, decision, prefix, route, live);
+        let (decision, request) = Self::make_before_break(state, decision, &info.key, prefix, route, live);
         let slot = e.mn;
         if let Some((peer, p)) = request {
             if previous.preferred || previous.route != decision.route {

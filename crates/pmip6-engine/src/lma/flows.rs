@@ -277,6 +277,8 @@ impl Lma {
                     access_technology: a.access_technology(),
                     mn_link_layer_id: a.mn_ll_id.clone(),
                     prefixes,
+                    // RFC 5844: the session's MAGs route its home address.
+                    ipv4_home_addresses: b.ipv4_home_address.into_iter().collect(),
                 });
             }
         }
