@@ -182,6 +182,7 @@ pub fn render(command: &CtlCommand, value: &Value) -> String {
                         field(b, "mn_id"),
                         field(b, "state"),
                         field(b, "prefixes"),
+                        field(b, "ipv4_home_address"),
                         field(a, "proxy_coa"),
                         field(a, "access_technology"),
                         field(a, "mn_ll_id"),
@@ -189,7 +190,7 @@ pub fn render(command: &CtlCommand, value: &Value) -> String {
                     ]);
                 }
             }
-            table(&["MN-ID", "STATE", "PREFIXES", "PROXY-COA", "ATT", "MN-LL-ID", "LIFETIME-LEFT"], &rows)
+            table(&["MN-ID", "STATE", "PREFIXES", "IPV4", "PROXY-COA", "ATT", "MN-LL-ID", "LIFETIME-LEFT"], &rows)
         }
         CtlCommand::Bindings => {
             let rows: Vec<Vec<String>> = rows_of(value)
@@ -336,6 +337,7 @@ mod tests {
     fn lma_bindings_render_one_row_per_attachment() {
         let value = json!([{
             "mn_id": "mn1@example.net", "state": "active", "prefixes": ["2001:db8:100::/64"],
+            "ipv4_home_address": "10.64.0.2",
             "attachments": [
                 { "proxy_coa": "2001:db8::2", "access_technology": 3, "mn_ll_id": "02:00:00:00:00:01", "lifetime_left_secs": 30 },
                 { "proxy_coa": "2001:db8::3", "access_technology": 4, "mn_ll_id": null, "lifetime_left_secs": 20 },
@@ -344,6 +346,7 @@ mod tests {
         let text = render(&CtlCommand::Bindings, &value);
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("2001:db8::3") && text.contains("20s"), "{text}");
+        assert!(text.contains("10.64.0.2"), "{text}");
     }
 
     #[test]

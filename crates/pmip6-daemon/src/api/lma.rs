@@ -106,6 +106,7 @@ fn binding_json(b: &BindingRef<'_>, now: Now) -> Value {
         "mn_id": mn_text(b.mn_id()),
         "state": state_text(b.state()),
         "prefixes": b.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ipv4_home_address": b.ipv4_home_address().map(|a| a.to_string()),
         "route": b.route_peer().map(|p| p.to_string()),
         "attachments": b.attachments().map(|a| attachment_json(a, now)).collect::<Vec<_>>(),
     })
@@ -121,6 +122,7 @@ fn mobile_nodes(lma: &Lma, now: Now) -> Value {
                 map.insert("binding".into(), json!(b.id().to_string()));
                 map.insert("state".into(), json!(state_text(b.state())));
                 map.insert("prefixes".into(), json!(b.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>()));
+                map.insert("ipv4_home_address".into(), json!(b.ipv4_home_address().map(|a| a.to_string())));
             }
             interfaces.push(interface);
         }

@@ -454,6 +454,7 @@ fn flows(lma: &Lma, now: Now, mn: &MnIdentifier) -> Response {
             if let Some(map) = interface.as_object_mut() {
                 map.insert("binding".into(), json!(b.id().to_string()));
                 map.insert("prefixes".into(), json!(b.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>()));
+                map.insert("ipv4_home_address".into(), json!(b.ipv4_home_address().map(|a| a.to_string())));
             }
             interfaces.push(interface);
         }
