@@ -77,7 +77,7 @@ fn engine_reserving(max_flows: usize, reserved_flows: usize) -> FlowSteering {
             access_technology: att,
             mn_link_layer_id: LinkLayerId::new(&[2, 0, 0, 0, (i >> 8) as u8, l]),
             prefixes: vec![prefix(i)],
-            ipv4_home_addresses: vec![],
+            ipv4_home_address: None,
         };
         let view = MobileNodeView {
             prefixes: vec![prefix(i)],

@@ -372,7 +372,7 @@ fn wlan(muho: bool) -> AttachmentView {
         access_technology: Att::Ieee80211,
         mn_link_layer_id: Some(lli(1)),
         prefixes: if muho { vec![pref1(), pref2()] } else { vec![pref1()] },
-        ipv4_home_addresses: vec![HOA],
+        ipv4_home_address: Some(HOA),
     }
 }
 fn umts(muho: bool) -> AttachmentView {
@@ -381,7 +381,7 @@ fn umts(muho: bool) -> AttachmentView {
         access_technology: Att::Utran,
         mn_link_layer_id: Some(lli(2)),
         prefixes: if muho { vec![pref2(), pref1()] } else { vec![pref2()] },
-        ipv4_home_addresses: vec![HOA],
+        ipv4_home_address: Some(HOA),
     }
 }
 

@@ -58,10 +58,10 @@ pub struct AttachmentView {
     /// (draft §5.2.1) or an RFC 7864 Update Notification. A flow to a prefix the MAG does not
     /// route can only be moved here after the MAG learned it.
     pub prefixes: Vec<Prefix>,
-    /// The MN's IPv4 home addresses (RFC 5844) this MAG routes to the MN: its session's. No
-    /// signalling teaches a MAG another session's IPv4 home address, so a flow to one goes only
-    /// where it is routed.
-    pub ipv4_home_addresses: Vec<Ipv4Addr>,
+    /// The IPv4 home address (RFC 5844) this MAG routes to the MN: its session's (one per
+    /// session). No signalling teaches a MAG another session's IPv4 home address, so a flow to
+    /// one goes only where it is routed.
+    pub ipv4_home_address: Option<Ipv4Addr>,
 }
 
 impl AttachmentView {
@@ -72,7 +72,7 @@ impl AttachmentView {
 
     /// Whether this MAG routes the IPv4 home address `address` to the MN.
     pub fn serves_ipv4(&self, address: &Ipv4Addr) -> bool {
-        self.ipv4_home_addresses.contains(address)
+        self.ipv4_home_address.as_ref() == Some(address)
     }
 }
 

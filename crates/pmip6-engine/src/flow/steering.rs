@@ -878,6 +878,7 @@ impl FlowSteering {
     /// live) or takes the base route, on a fallback (`preferred: false`), and the prefix is
     /// requested. A flow to an IPv4 home address (RFC 5844) goes only to a MAG that routes the
     /// address: none can be taught another session's, so nothing is requested.
+    #[inline]
     fn make_before_break(
         state: &MnState,
         decision: Decision,
@@ -886,13 +887,14 @@ impl FlowSteering {
         current: Route,
         current_live: bool,
     ) -> (Decision, Option<(Ipv6Addr, Prefix)>) {
+        let Route::Tunnel(peer) = decision.route else { return (decision, None) };
         let fallback = || {
             let route = if current_live { current } else { Route::PrefixRoute };
             Decision { route, rule: decision.rule, preferred: false }
         };
-        match (decision.route, prefix, ipv4_destination(key)) {
-            (Route::Tunnel(peer), Some(p), _) if !state.serves(peer, &p) => (fallback(), Some((peer, p))),
-            (Route::Tunnel(peer), None, Some(a)) if !state.serves_ipv4(peer, &a) => (fallback(), None),
+        match (prefix, ipv4_destination(key)) {
+            (Some(p), _) if !state.serves(peer, &p) => (fallback(), Some((peer, p))),
+            (None, Some(a)) if !state.serves_ipv4(peer, &a) => (fallback(), None),
             _ => (decision, None),
         }
     }

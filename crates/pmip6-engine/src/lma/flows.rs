@@ -278,7 +278,7 @@ impl Lma {
                     mn_link_layer_id: a.mn_ll_id.clone(),
                     prefixes,
                     // RFC 5844: the session's MAGs route its home address.
-                    ipv4_home_addresses: b.ipv4_home_address.into_iter().collect(),
+                    ipv4_home_address: b.ipv4_home_address,
                 });
             }
         }
