@@ -36,8 +36,9 @@
 //! (`Ipv4HomeAddressToAccess`) `address/32 dev <access>`, and (`Ipv4SourceRouteToTunnel`) the
 //! rule `from address/32 iif <access> lookup T(LMA)` with an IPv4 `default dev p6t<slot>` in
 //! that table; (`Ipv4DefaultRouterOnAccess`) the mobile nodes' default router as an address
-//! `router/32` of the access link, tagged with our protocol (`IFA_PROTO`), so that [`Routing::open`]
-//! and [`Routing::close`] find it. IPv4 forwarding is switched on with the first of them. The other backends refuse
+//! `router/32` of the access link, tagged with our protocol (`IFA_PROTO`) so that
+//! [`Routing::open`] and [`Routing::close`] find it (one the operator configured is left
+//! alone). IPv4 forwarding is switched on with the first of them. The other backends refuse
 //! them with [`RoutingError::Unsupported`].
 //!
 //! `D` is the device of the kernel's route to the peer (for the decapsulation route: the device
@@ -875,10 +876,12 @@ impl Routing {
             }
             Resource::Ipv4DefaultRouterOnAccess { address, interface } => {
                 // RFC 5844 §3.3.3: the mobile nodes' default router is ours on the access link
-                // (they resolve it there), tagged with our protocol (IFA_PROTO).
-                let mut request = self.handle.address().add(interface.0, IpAddr::V4(address), 32).replace();
+                // (they resolve it there), tagged with our protocol (IFA_PROTO). An address the
+                // operator configured there already is left as it is, and never removed.
+                let mut request = self.handle.address().add(interface.0, IpAddr::V4(address), 32);
                 request.message_mut().attributes.push(AddressAttribute::Protocol(self.address_protocol()));
-                request.execute().await.map_err(netlink("IPv4 default router address on the access link"))
+                ignore_exists(request.execute().await)
+                    .map_err(netlink("IPv4 default router address on the access link"))
             }
         }
     }
