@@ -13,12 +13,12 @@
 //!
 //! One TUN device per tunnel peer (it carries both IP versions: the kernel tells them by the
 //! version nibble), one raw socket per inner version (protocol 41 for IPv6, 4 for IPv4) for
-//! all of them. The devices are not
-//! persistent: each disappears, with every route through it, when its descriptor closes — on
-//! tunnel removal, on [`crate::routing::Routing::close`], on drop, or when the process dies.
+//! all of them. The devices are not persistent: each disappears, with every route through it,
+//! when its descriptor closes — on tunnel removal, on [`crate::routing::Routing::close`], on
+//! drop, or when the process dies.
 //!
 //! Everything runs as tokio tasks on the runtime that called
-//! [`crate::routing::Routing::open`]: one task receives from the raw socket, one task per peer
+//! [`crate::routing::Routing::open`]: one task per raw socket receives, one task per peer
 //! reads its TUN device. A read or write error is counted and logged, never a panic; a failing
 //! read is retried after [`ERROR_BACKOFF`] so that a broken descriptor never spins.
 
@@ -60,7 +60,8 @@ pub struct TunnelCounters {
     pub decapsulated_packets: u64,
     /// Octets of those inner packets.
     pub decapsulated_bytes: u64,
-    /// Protocol-41 packets whose outer source is no tunnel peer (RFC 5213 §5.6.1, §6.10.1).
+    /// Tunnelled packets (protocol 41 or 4) whose outer source is no tunnel peer (RFC 5213
+    /// §5.6.1, §6.10.1).
     pub dropped_not_a_peer: u64,
     /// Multicast or link-local packets the kernel wrote into a TUN device (MLD, router
     /// solicitations): never tunnelled.
