@@ -1349,30 +1349,32 @@ impl Routing {
         ignore_missing(self.handle.route().del(m).execute().await).map_err(netlink(what))
     }
 
+    /// Every IPv6 route, of every table.
     async fn dump_routes(&self) -> Result<Vec<RouteMessage>, RoutingError> {
+        self.dump_routes_of(AddressFamily::Inet6).await
+    }
+
+    /// The same for IPv4 (RFC 5844 home addresses).
+    async fn dump_routes_v4(&self) -> Result<Vec<RouteMessage>, RoutingError> {
+        self.dump_routes_of(AddressFamily::Inet).await
+    }
+
+    async fn dump_routes_of(&self, family: AddressFamily) -> Result<Vec<RouteMessage>, RoutingError> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet6;
+        m.header.address_family = family;
         self.handle.route().get(m).execute().try_collect().await.map_err(netlink("dumping routes"))
     }
 
-    async fn dump_routes_v4(&self) -> Result<Vec<RouteMessage>, RoutingError> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        self.handle.route().get(m).execute().try_collect().await.map_err(netlink("dumping IPv4 routes"))
+    async fn dump_rules(&self) -> Result<Vec<RuleMessage>, RoutingError> {
+        self.dump_rules_of(rtnetlink::IpVersion::V6).await
     }
 
     async fn dump_rules_v4(&self) -> Result<Vec<RuleMessage>, RoutingError> {
-        self.handle
-            .rule()
-            .get(rtnetlink::IpVersion::V4)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(netlink("dumping IPv4 rules"))
+        self.dump_rules_of(rtnetlink::IpVersion::V4).await
     }
 
-    async fn dump_rules(&self) -> Result<Vec<RuleMessage>, RoutingError> {
-        self.handle.rule().get(rtnetlink::IpVersion::V6).execute().try_collect().await.map_err(netlink("dumping rules"))
+    async fn dump_rules_of(&self, version: rtnetlink::IpVersion) -> Result<Vec<RuleMessage>, RoutingError> {
+        self.handle.rule().get(version).execute().try_collect().await.map_err(netlink("dumping rules"))
     }
 
     async fn interface_name(&self, index: u32) -> Result<String, RoutingError> {

@@ -445,12 +445,11 @@ fn lma_routes_and_rules_are_exactly_the_intents() {
     assert!(rules.iter().any(|(p, t, _)| *p == 0 && t == "local"), "the local rule is gone: {rules:?}");
 }
 
-/// Sends ICMPv6 echo requests from the calling thread's namespace to `dst` until one is
-/// answered or `attempts` are used up. The host has no ping binary, so this is a raw socket.
-fn ping(dst: Ipv6Addr, attempts: u16) -> bool {
+/// A raw socket for echo requests of `family` and `protocol`, its receive timeout 300 ms.
+fn echo_socket(family: libc::c_int, protocol: libc::c_int) -> libc::c_int {
     // SAFETY: plain socket(2); checked below.
-    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6) };
-    assert!(fd >= 0, "raw ICMPv6 socket: {}", std::io::Error::last_os_error());
+    let fd = unsafe { libc::socket(family, libc::SOCK_RAW, protocol) };
+    assert!(fd >= 0, "raw socket for protocol {protocol}: {}", std::io::Error::last_os_error());
     let timeout = libc::timeval { tv_sec: 0, tv_usec: 300_000 };
     // SAFETY: a valid timeval of the given size.
     unsafe {
@@ -462,6 +461,13 @@ fn ping(dst: Ipv6Addr, attempts: u16) -> bool {
             core::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
+    fd
+}
+
+/// Sends ICMPv6 echo requests from the calling thread's namespace to `dst` until one is
+/// answered or `attempts` are used up. The host has no ping binary, so this is a raw socket.
+fn ping(dst: Ipv6Addr, attempts: u16) -> bool {
+    let fd = echo_socket(libc::AF_INET6, libc::IPPROTO_ICMPV6);
     // SAFETY: all-zero is a valid sockaddr_in6.
     let mut to: libc::sockaddr_in6 = unsafe { core::mem::zeroed() };
     to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
@@ -969,20 +975,7 @@ fn checksum(data: &[u8]) -> u16 {
 
 /// As [`ping`], over IPv4 (ICMP echo; a raw ICMP socket leaves the checksum to us).
 fn ping4(dst: std::net::Ipv4Addr, attempts: u16) -> bool {
-    // SAFETY: plain socket(2); checked below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
-    assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
-    let timeout = libc::timeval { tv_sec: 0, tv_usec: 300_000 };
-    // SAFETY: a valid timeval of the given size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            core::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
+    let fd = echo_socket(libc::AF_INET, libc::IPPROTO_ICMP);
     // SAFETY: all-zero is a valid sockaddr_in.
     let mut to: libc::sockaddr_in = unsafe { core::mem::zeroed() };
     to.sin_family = libc::AF_INET as libc::sa_family_t;

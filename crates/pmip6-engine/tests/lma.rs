@@ -2405,6 +2405,19 @@ fn rfc5844_3_1_3_failed_ipv4_requests_say_why_and_keep_the_ipv6_binding() {
     assert_eq!(w.lma.binding_cache().len(), before);
 }
 
+/// Operator rule: IPv4 UDP to port 5004 over UTRAN.
+fn ipv4_video_over_utran(w: &mut World) {
+    use pmip6_wire::selector::{FieldRange, Ipv4Selector, TrafficSelector};
+    let video = TrafficSelector::Ipv4(Ipv4Selector {
+        dst_port: Some(FieldRange::exact(5004)),
+        protocol: Some(FieldRange::exact(17)),
+        ..Ipv4Selector::default()
+    });
+    let rule = Rule::new(video, TargetSpec::AccessTechnology(Att::Utran));
+    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
+    w.step();
+}
+
 fn udp4(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
     p.extend_from_slice(&[192, 0, 2, 10]);
@@ -2417,7 +2430,6 @@ fn udp4(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
 
 #[test]
 fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
-    use pmip6_wire::selector::{FieldRange, Ipv4Selector, TrafficSelector};
     let mut w = World::new(ipv4_config(24));
     let wlan =
         w.register(mag(1), &pbu("mn@example.net").att(Att::Ieee80211).lli(mac(1)).muho().ipv4(Ipv4Addr::UNSPECIFIED));
@@ -2429,14 +2441,7 @@ fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
             w.deliver(mag(1), upa(u.sequence, UpaStatus::Success));
         }
     }
-    let video = TrafficSelector::Ipv4(Ipv4Selector {
-        dst_port: Some(FieldRange::exact(5004)),
-        protocol: Some(FieldRange::exact(17)),
-        ..Ipv4Selector::default()
-    });
-    let rule = Rule::new(video, TargetSpec::AccessTechnology(Att::Utran));
-    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
-    w.step();
+    ipv4_video_over_utran(&mut w);
 
     // The IPv4 video flow to the home address would go to UTRAN, but MAG2 does not route the
     // WLAN session's home address (no signalling can teach it): it stays on its base route, on a
@@ -2465,14 +2470,7 @@ fn draft_4_2_ipv4_flows_to_a_home_address_are_steered_by_ipv4_rules() {
     let home = ipv4_reply(&wlan).unwrap().2;
     let utran = w.register(mag(2), &pbu("mn@example.net").att(Att::Utran).lli(mac(2)).ipv4(Ipv4Addr::UNSPECIFIED));
     assert_eq!(ipv4_reply(&utran).map(|r| r.2), Some(home), "one entry, one home address");
-    let video = TrafficSelector::Ipv4(Ipv4Selector {
-        dst_port: Some(FieldRange::exact(5004)),
-        protocol: Some(FieldRange::exact(17)),
-        ..Ipv4Selector::default()
-    });
-    let rule = Rule::new(video, TargetSpec::AccessTechnology(Att::Utran));
-    w.lma.set_operator_rules(w.now, vec![OperatorRule { rule, scope: Scope::AllMobileNodes, locked: false }]).unwrap();
-    w.step();
+    ipv4_video_over_utran(&mut w);
     let (_, r) = w.packet(&udp4(home, 40000, 5004));
     assert_eq!(r, Route::Tunnel(mag(2)));
 }
